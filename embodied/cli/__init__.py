@@ -1,0 +1,1 @@
+"""Command-line interface (`embodied ...`). Commands import heavy modules lazily."""

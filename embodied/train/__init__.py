@@ -1,0 +1,1 @@
+"""Learners: SB3 training, run folders, evaluation."""

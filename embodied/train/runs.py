@@ -1,0 +1,86 @@
+"""Run folders: `policies/<run>/`, written under a temporary name and renamed when complete.
+
+Layout: config.toml (resolved config), programs/ (copies of reward programs), model.zip,
+checkpoints/step_<N>.zip, metrics.json, tb/ (TensorBoard). A crashed run stays in
+`policies/.<run>.partial/` where `--resume RUN` finds it; it never looks complete.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from embodied.rewards.registry import parse_spec
+
+
+class RunError(ValueError):
+    """A run folder is missing, incomplete or already exists."""
+
+
+def partial_dir(root: Path, run: str) -> Path:
+    return root / f".{run}.partial"
+
+
+def check_name(run: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", run):
+        raise RunError(f"run name {run!r} must be letters, digits, '.', '_' or '-'")
+    return run
+
+
+def start(root: Path, run: str) -> Path:
+    """Create the temporary folder of a new run; refuse if the run exists or a partial one waits."""
+    check_name(run)
+    final, tmp = root / run, partial_dir(root, run)
+    if final.exists():
+        raise RunError(f"run folder {final} already exists; pick another --run name or delete it")
+    if tmp.exists():
+        raise RunError(f"an interrupted run {run!r} exists at {tmp}; continue it with --resume {run} or delete it")
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def finish(tmp: Path, root: Path, run: str) -> Path:
+    """Atomically publish a completed run folder."""
+    final = root / run
+    tmp.rename(final)
+    return final
+
+
+def find_run(run: str | Path, root: Path = Path("policies")) -> Path:
+    """A completed run folder by name or path."""
+    path = Path(run)
+    for candidate in (path, root / str(run)):
+        if (candidate / "config.toml").is_file() and (candidate / "model.zip").is_file():
+            return candidate
+    if partial_dir(root, str(run)).exists():
+        raise RunError(f"run {run!r} did not finish; continue it with `embodied train --resume {run}`")
+    raise RunError(f"no completed run {str(run)!r} (looked in {path} and {root / str(run)})")
+
+
+def localize_spec(spec: str | None, run_dir: Path) -> str | None:
+    """Copy a `program:PATH` file into the run folder and return the spec relative to it."""
+    if spec is None:
+        return None
+    kind, arg = parse_spec(spec)
+    if kind != "program":
+        return spec
+    src = Path(arg)
+    if not src.is_file():
+        raise RunError(f"reward program {src} does not exist")
+    dst = run_dir / "programs" / src.name
+    dst.parent.mkdir(exist_ok=True)
+    if dst.exists() and dst.read_bytes() != src.read_bytes():
+        dst = dst.with_name(f"{src.parent.name}-{src.name}")
+    shutil.copyfile(src, dst)
+    return f"program:{dst.relative_to(run_dir)}"
+
+
+def absolute_spec(spec: str | None, run_dir: Path) -> str | None:
+    """Resolve a spec stored relative to a run folder (see `localize_spec`)."""
+    if spec is None:
+        return None
+    kind, arg = parse_spec(spec)
+    if kind == "program" and not Path(arg).is_absolute() and (run_dir / arg).is_file():
+        return f"program:{run_dir / arg}"
+    return spec

@@ -1,0 +1,1 @@
+"""Rollout videos with reward overlays."""
