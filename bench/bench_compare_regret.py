@@ -131,8 +131,15 @@ def run(n_mdps: int, seed: int) -> dict:
             results[c][m] = stats
     return {
         "settings": {
-            "states": N_S, "actions": N_A, "gamma": GAMMA, "successors_per_state_action": 4, "mdps": n_mdps,
-            "t_grid": TS.round(3).tolist(), "seed": seed, "bootstrap": 1000, "regret": "normalised, mean of both directions",
+            "states": N_S,
+            "actions": N_A,
+            "gamma": GAMMA,
+            "successors_per_state_action": 4,
+            "mdps": n_mdps,
+            "t_grid": TS.round(3).tolist(),
+            "seed": seed,
+            "bootstrap": 1000,
+            "regret": "normalised, mean of both directions",
             "initial_state_distribution": "uniform",
         },
         "results": results,
@@ -191,8 +198,10 @@ def main() -> None:
     for c, per in out["results"].items():
         print(c)
         for m, s in per.items():
-            print(f"  {m:18s} pearson {s['pearson']['r']:.3f} {s['pearson']['ci95']}  "
-                  f"spearman {s['spearman']['r']:.3f} {s['spearman']['ci95']}")
+            print(
+                f"  {m:18s} pearson {s['pearson']['r']:.3f} {s['pearson']['ci95']}  "
+                f"spearman {s['spearman']['r']:.3f} {s['spearman']['ci95']}"
+            )
     print(f"runtime {out['runtime_s']} s -> {OUT / 'compare_regret.json'}")
 
 

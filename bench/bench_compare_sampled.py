@@ -25,14 +25,14 @@ from embodied.compare.sampled import compare_sampled
 from embodied.compare.simulator import collect_coverage, make_sample_next, reward_callable
 
 OUT = Path(__file__).parent / "results"
-SPARSE = '''import numpy as np
+SPARSE = """import numpy as np
 
 
 def compute_reward(view, action):
     d = float(np.linalg.norm(view.hand_pos + np.array([0.0, 0.0, -0.045]) - view.goal_pos))
     hit = 1.0 if d < 0.05 else 0.0
     return hit, {"success": hit}
-'''
+"""
 
 
 def main() -> None:

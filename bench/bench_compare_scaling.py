@@ -69,8 +69,14 @@ def main() -> None:
             print({k: v for k, v in row.items() if not k.endswith("_value")}, flush=True)
             del P, R1, R2
     out = {
-        "settings": {"actions": N_A, "gamma": GAMMA, "repeats": args.repeats, "statistic": "median wall time (s)",
-                     "sparse": "4 successors per (s, a)", "dense": "Dirichlet(1) rows over all states"},
+        "settings": {
+            "actions": N_A,
+            "gamma": GAMMA,
+            "repeats": args.repeats,
+            "statistic": "median wall time (s)",
+            "sparse": "4 successors per (s, a)",
+            "dense": "Dirichlet(1) rows over all states",
+        },
         "rows": rows,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs visible (shared), numpy {np.__version__}",
         "command": f".venv/bin/python bench/bench_compare_scaling.py --sizes {args.sizes} --max-dense {args.max_dense} "

@@ -25,25 +25,35 @@ def _split(text: str) -> list[str]:
 
 @user_errors
 def compare(
-    task: Annotated[Optional[str], typer.Argument(help="Task name (envs/<task>.toml) or path. Omit with --tabular.")] = None,
+    task: Annotated[
+        Optional[str], typer.Argument(help="Task name (envs/<task>.toml) or path. Omit with --tabular.")
+    ] = None,
     rewards: Annotated[
         Optional[str],
-        typer.Option("--rewards", "-r", help="Comma-separated reward specs, e.g. env,program:reward_models/x.py,clip:..."),
+        typer.Option(
+            "--rewards", "-r", help="Comma-separated reward specs, e.g. env,program:reward_models/x.py,clip:..."
+        ),
     ] = None,
     metric: Annotated[str, typer.Option(help="starc (value-adjusted levelling, default) | epic | dard.")] = "starc",
     json_out: Annotated[bool, typer.Option("--json", help="Print the matrix as JSON instead of markdown.")] = False,
     tabular: Annotated[
         Optional[Path],
-        typer.Option(help="Compare tabular rewards from an .npz file (R_<name> or R [K,S,A,S], P, gamma; docs/compare.md)."),
+        typer.Option(
+            help="Compare tabular rewards from an .npz file (R_<name> or R [K,S,A,S], P, gamma; docs/compare.md)."
+        ),
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Folder for the .md, .json and heatmap .png.")] = DEFAULT_OUT,
     policies: Annotated[
         Optional[str],
-        typer.Option(help="Coverage policies, comma-separated: random | expert | expert:SIGMA. "
-                          "Default: random,expert:0.5 on Meta-World, random elsewhere."),
+        typer.Option(
+            help="Coverage policies, comma-separated: random | expert | expert:SIGMA. "
+            "Default: random,expert:0.5 on Meta-World, random elsewhere."
+        ),
     ] = None,
     transitions: Annotated[int, typer.Option(help="Coverage transitions collected (and drawn per seed).")] = 4096,
-    samples: Annotated[int, typer.Option(help="EPIC: (action, next state) samples per seed for the inner means.")] = 4096,
+    samples: Annotated[
+        int, typer.Option(help="EPIC: (action, next state) samples per seed for the inner means.")
+    ] = 4096,
     seeds: Annotated[int, typer.Option(help="Seeds (repeated draws); CIs bootstrap over seeds and transitions.")] = 3,
     dard_samples: Annotated[int, typer.Option(help="DARD: simulator next-state draws per transition.")] = 8,
     canonical: Annotated[str, typer.Option(help="Tabular STARC canonicalisation: val | minimal.")] = "val",
@@ -55,10 +65,13 @@ def compare(
 ) -> None:
     """Compare rewards: a distance matrix (0 = same policy order, 1 = opposite) and a heatmap.
 
-    Simulator mode: embodied compare TASK --rewards SPEC1,SPEC2,... [--metric starc|epic|dard] [--json]
-    rolls out coverage policies on the task, evaluates every reward spec on the same transitions and
-    prints the matrix with 95 % bootstrap CIs. Tabular mode: embodied compare --tabular FILE.npz gives
-    exact values. Files go to --out (default reward_models/compare/): <name>-<metric>.{md,json,png}.
+    Simulator: embodied compare TASK --rewards SPEC1,SPEC2,... [--metric starc|epic|dard] [--json]
+
+    Rolls out coverage policies, scores every reward on the same transitions, prints 95 % CIs.
+
+    Tabular: embodied compare --tabular FILE.npz (exact values; npz format in docs/compare.md).
+
+    Writes <name>-<metric>.md, .json and .png to --out (default reward_models/compare/).
     """
     from embodied.compare.report import DistanceReport, write_report
 
@@ -69,7 +82,7 @@ def compare(
             raise ValueError("--tabular compares the rewards in the npz file: give no TASK or --rewards with it")
         report = _tabular_report(tabular, metric, canonical, norm, gamma)
         stem = f"{tabular.stem}-{metric}"
-        title = f"{tabular.name}: {metric}"
+        title = f"{tabular.name}: {metric}" + (f" ({canonical}, {norm})" if metric == "starc" else "")
     else:
         if task is None:
             raise ValueError("give a TASK and --rewards SPEC1,SPEC2,... (or --tabular FILE.npz)")

@@ -210,8 +210,8 @@ def epic_canonical_sampled(
     """EPIC canonical rewards [N] (up to one constant per reward) of N transitions, per reward.
 
     `state_samples` [M, ...] and `action_samples` [M, ...] are paired row by row as (A_j, S'_j).
-    Costs (2M + 1)·N reward evaluations per reward, N + M for rewards that declare `ignores_obs`. Also returns max |R| on the transitions per reward,
-    the scale below which a canonical reward counts as constant.
+    Costs (2M + 1)·N reward evaluations per reward, N + M for rewards that declare `ignores_obs`. Also
+    returns max |R| on the transitions per reward, the scale below which a canonical reward counts as constant.
     """
     direct = _eval_chunked(rewards, obs, action, next_obs, batch_size)
     both = np.concatenate([obs, next_obs], axis=0)

@@ -31,6 +31,7 @@ import numpy as np
 from embodied.compare.sampled import Coverage, SampledComparison, compare_sampled
 
 POLICY_KINDS = ("random", "expert")
+FRAME_CHUNK = 256
 
 
 # --------------------------------------------------------------------------------------------------
@@ -95,8 +96,6 @@ class StateTable:
                     self._cache[key] = {k: np.stack([o[k] for o in self.obs]) for k in first}
                 else:
                     self._cache[key] = np.stack([np.asarray(o) for o in self.obs])
-            elif key.startswith("frames:"):
-                self._cache[key] = np.stack(self.frames[key.removeprefix("frames:")])
             else:
                 self._cache[key] = np.asarray(getattr(self, key))
         return self._cache[key]
@@ -110,8 +109,11 @@ class StateTable:
         """Observations flattened to float [B, D] (dict observations: numeric keys concatenated)."""
         obs = self.take_obs(np.asarray(ids, dtype=np.int64))
         if isinstance(obs, dict):
-            parts = [np.asarray(v, dtype=np.float64).reshape(len(ids), -1) for _, v in sorted(obs.items())
-                     if np.issubdtype(np.asarray(v).dtype, np.number)]
+            parts = [
+                np.asarray(v, dtype=np.float64).reshape(len(ids), -1)
+                for _, v in sorted(obs.items())
+                if np.issubdtype(np.asarray(v).dtype, np.number)
+            ]
             return np.concatenate(parts, axis=1)
         return np.asarray(obs, dtype=np.float64).reshape(len(ids), -1)
 
@@ -120,7 +122,8 @@ class StateTable:
         from embodied.rewards.base import TransitionBatch
 
         obs_ids, next_ids = np.asarray(obs_ids, dtype=np.int64), np.asarray(next_ids, dtype=np.int64)
-        frames = {cam: self._array(f"frames:{cam}")[next_ids] for cam in cameras} if cameras else None
+        # gathered per batch, never stacked whole: 8k states of 224² RGB are 1.2 GB per camera
+        frames = {cam: np.stack([self.frames[cam][i] for i in next_ids]) for cam in cameras} if cameras else None
         return TransitionBatch(
             obs=self.take_obs(obs_ids),
             action=np.asarray(action),
@@ -154,9 +157,7 @@ def physics_owner(env: Any) -> Any | None:
 
 def _plain_attrs(obj: Any) -> dict[str, Any]:
     # numeric episode state (Meta-World: _prev_obs, _target_pos, curr_path_length, ...); never model/data
-    return {
-        k: copy.copy(v) for k, v in vars(obj).items() if isinstance(v, (np.ndarray, np.generic, int, float, bool))
-    }
+    return {k: copy.copy(v) for k, v in vars(obj).items() if isinstance(v, (np.ndarray, np.generic, int, float, bool))}
 
 
 def snapshot(owner: Any) -> tuple[np.ndarray, dict[str, Any]]:
@@ -382,8 +383,17 @@ def reward_callable(model: Any, table: StateTable) -> Callable[[np.ndarray, np.n
     if missing:
         raise ValueError(f"reward {model.name!r} needs cameras {missing} that were not captured")
 
+    # frame models get small chunks so a batch of frames stays within memory (256 × 224² × 3 ≈ 39 MB)
+    chunk = FRAME_CHUNK if cams else None
+
     def fn(obs_ids: np.ndarray, action: np.ndarray, next_ids: np.ndarray) -> np.ndarray:
-        return model(table.batch(obs_ids, action, next_ids, cams)).reward
+        if chunk is None or len(next_ids) <= chunk:
+            return model(table.batch(obs_ids, action, next_ids, cams)).reward
+        parts = [
+            model(table.batch(obs_ids[i : i + chunk], action[i : i + chunk], next_ids[i : i + chunk], cams)).reward
+            for i in range(0, len(next_ids), chunk)
+        ]
+        return np.concatenate(parts)
 
     fn.ignores_obs = _ignores_obs(model)  # type: ignore[attr-defined]
     return fn
@@ -452,4 +462,3 @@ def compare_task(
         {"task": spec.name, "policies": list(sim.policies), "episodes": sim.episodes, "rewards": list(rewards)}
     )
     return result
-

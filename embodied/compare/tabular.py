@@ -234,19 +234,30 @@ def policy_value(R: np.ndarray, P: np.ndarray, gamma: float, policy: np.ndarray 
     n_s, n_a, _ = R.shape
     pi = np.full((n_s, n_a), 1.0 / n_a) if policy is None else policy
     rbar = np.einsum("sax,sax->sa", P, R)
-    return _value_from_rbar(rbar, P, gamma, pi)
+    return _values(rbar[:, :, None], P, gamma, pi)[:, 0]
 
 
-def _value_from_rbar(rbar: np.ndarray, P: np.ndarray, gamma: float, pi: np.ndarray) -> np.ndarray:
+def _values(rbar: np.ndarray, P: np.ndarray, gamma: float, pi: np.ndarray) -> np.ndarray:
+    """V^π [S, K] for K expected rewards rbar [S, A, K]: one factorisation of I − γP_π serves all K."""
     n_s = rbar.shape[0]
-    r_pi = np.sum(pi * rbar, axis=1)
+    r_pi = np.einsum("sa,sak->sk", pi, rbar)
     P_pi = np.einsum("sa,sax->sx", pi, P)
     # dense LU up to a few thousand states: sparse LU of random graphs fills in and is slower there
     if n_s > _DENSE_SOLVE_MAX and np.count_nonzero(P_pi) < _SPARSE_DENSITY * P_pi.size:
         A = scipy.sparse.identity(n_s, format="csc") - gamma * scipy.sparse.csc_matrix(P_pi)
-        return np.asarray(scipy.sparse.linalg.spsolve(A, r_pi))
-    A = np.eye(n_s) - gamma * P_pi
-    return scipy.linalg.solve(A, r_pi, check_finite=False)
+        return np.asarray(scipy.sparse.linalg.splu(A).solve(r_pi))
+    # numpy's LAPACK gesv: scipy.linalg.solve adds a condition-number estimate that doubles the cost
+    return np.linalg.solve(np.eye(n_s) - gamma * P_pi, r_pi)
+
+
+def _val_canonicals(Rs: list[np.ndarray], P: np.ndarray, gamma: float, policy: np.ndarray | None) -> list[np.ndarray]:
+    n_s, n_a, _ = P.shape
+    pi = np.full((n_s, n_a), 1.0 / n_a) if policy is None else policy
+    rbar = np.stack([np.einsum("sax,sax->sa", P, R) for R in Rs], axis=2)  # [S, A, K]
+    V = _values(rbar, P, gamma, pi)  # [S, K]
+    next_v = (P.reshape(n_s * n_a, n_s) @ V).reshape(n_s, n_a, -1)
+    c = rbar - V[:, None, :] + gamma * next_v
+    return [c[:, :, k] for k in range(len(Rs))]
 
 
 def val_canonical_sa(R: np.ndarray, P: np.ndarray, gamma: float, policy: np.ndarray | None = None) -> np.ndarray:
@@ -255,12 +266,7 @@ def val_canonical_sa(R: np.ndarray, P: np.ndarray, gamma: float, policy: np.ndar
     c(R)(s,a,s') = E_{S'~P(s,a)}[R(s,a,S') − V^π(s) + γV^π(S')] = A^π(s, a), the advantage of π
     (uniform unless `policy[s, a]` is given). Inputs assumed validated.
     """
-    n_s, n_a, _ = R.shape
-    pi = np.full((n_s, n_a), 1.0 / n_a) if policy is None else policy
-    rbar = np.einsum("sax,sax->sa", P, R)
-    V = _value_from_rbar(rbar, P, gamma, pi)
-    next_v = (P.reshape(n_s * n_a, n_s) @ V).reshape(n_s, n_a)
-    return rbar - V[:, None] + gamma * next_v
+    return _val_canonicals([R], P, gamma, policy)[0]
 
 
 def val_canonical(R: np.ndarray, P: np.ndarray, gamma: float, policy: np.ndarray | None = None) -> np.ndarray:
@@ -280,8 +286,13 @@ def minimal_canonical(R: np.ndarray, P: np.ndarray, gamma: float, weights: np.nd
     unknowns. Rows where P puts mass on a zero-weight s' are free (κ = ∞): the canonical reward is
     0 on their weighted entries. Inputs assumed validated.
     """
-    n_s, n_a, _ = R.shape
-    rbar = np.einsum("sax,sax->sa", P, R)
+    return _minimal_canonicals([R], P, gamma, weights)[0]
+
+
+def _minimal_canonicals(
+    Rs: list[np.ndarray], P: np.ndarray, gamma: float, weights: np.ndarray | None
+) -> list[np.ndarray]:
+    n_s, n_a, _ = P.shape
     support = P > 0
     if weights is None:
         kappa = np.einsum("sax,sax->sa", P, P)
@@ -291,44 +302,50 @@ def minimal_canonical(R: np.ndarray, P: np.ndarray, gamma: float, weights: np.nd
         safe_w = np.where(weights > 0, weights, 1.0)
         kappa = np.einsum("sax,sax->sa", P, P / safe_w)
     inv_kappa = np.where(free, 0.0, 1.0 / kappa)
-    phi = _shaping_lstsq(rbar, P, gamma, inv_kappa)
-    next_phi = (P.reshape(n_s * n_a, n_s) @ phi).reshape(n_s, n_a)
-    mean = rbar + gamma * next_phi - phi[:, None]  # row means of the minimal representative
-    coef = mean * inv_kappa
-    C = coef[:, :, None] * P
-    if weights is not None:
-        C = np.where(weights > 0, C / np.where(weights > 0, weights, 1.0), 0.0)
-    return C
+    rbar = np.stack([np.einsum("sax,sax->sa", P, R) for R in Rs], axis=2)  # [S, A, K]
+    phi = _shaping_lstsq(rbar, P, gamma, inv_kappa)  # [S, K]
+    next_phi = (P.reshape(n_s * n_a, n_s) @ phi).reshape(n_s, n_a, -1)
+    coef = (rbar + gamma * next_phi - phi[:, None, :]) * inv_kappa[:, :, None]  # row mean / κ
+    out = []
+    for k in range(len(Rs)):
+        C = coef[:, :, k, None] * P
+        if weights is not None:
+            C = np.where(weights > 0, C / np.where(weights > 0, weights, 1.0), 0.0)
+        out.append(C)
+    return out
 
 
 def _shaping_lstsq(rbar: np.ndarray, P: np.ndarray, gamma: float, row_w: np.ndarray) -> np.ndarray:
-    """argmin_Φ Σ_{s,a} row_w(s,a) · (r̄(s,a) + γ(P_aΦ)(s) − Φ(s))², by the normal equations.
+    """Φ [S, K] = argmin_Φ Σ_{s,a} row_w(s,a) · (r̄_k(s,a) + γ(P_aΦ)(s) − Φ(s))² for each of K rewards rbar [S, A, K].
 
-    Normal matrix G = Σ_a (γP_a − I)ᵀ D_a (γP_a − I), D_a = diag(row_w[:, a]); assembled per action
-    so it costs A products of S×S (sparse when P is). Falls back to lstsq when G is singular.
+    Normal matrix G = Σ_a (γP_a − I)ᵀ D_a (γP_a − I), D_a = diag(row_w[:, a]), does not depend on the
+    reward: assembled per action (sparse when P is) and factorised once. lstsq when G is singular.
     """
     n_s = rbar.shape[0]
     blocks = _transition_blocks(P)
     sparse = scipy.sparse.issparse(blocks[0])
     G = scipy.sparse.csr_matrix((n_s, n_s)) if sparse else np.zeros((n_s, n_s))
-    rhs = np.zeros(n_s)
+    rhs = np.zeros((n_s, rbar.shape[2]))
     eye = scipy.sparse.identity(n_s, format="csr") if sparse else np.eye(n_s)
     for a, Pa in enumerate(blocks):
         d = row_w[:, a]
         Ma = gamma * Pa - eye  # residual = r̄_a + M_a Φ
         DMa = scipy.sparse.diags(d) @ Ma if sparse else d[:, None] * Ma
         G = G + Ma.T @ DMa
-        rhs -= np.asarray(DMa.T @ rbar[:, a]).ravel()
+        rhs -= np.asarray(DMa.T @ rbar[:, a, :])
     if sparse:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", scipy.sparse.linalg.MatrixRankWarning)
-            phi = np.asarray(scipy.sparse.linalg.spsolve(G.tocsc(), rhs))
+            try:
+                phi = np.asarray(scipy.sparse.linalg.splu(G.tocsc()).solve(rhs))
+            except RuntimeError:  # exactly singular
+                phi = np.full_like(rhs, np.nan)
         if np.all(np.isfinite(phi)):
             return phi
         G = G.toarray()
     try:
-        return scipy.linalg.solve(G, rhs, assume_a="pos", check_finite=False)
-    except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
+        return np.linalg.solve(G, rhs)
+    except np.linalg.LinAlgError:
         # singular: some states appear in no weighted row; any minimiser gives the same residuals
         return scipy.linalg.lstsq(G, rhs, check_finite=False)[0]
 
@@ -428,7 +445,7 @@ class _Standardised:
 
 
 def _starc_standardise(
-    R: np.ndarray,
+    Rs: list[np.ndarray],
     P: np.ndarray,
     gamma: float,
     canonical: str,
@@ -436,17 +453,20 @@ def _starc_standardise(
     w: np.ndarray | None,
     w_sa: np.ndarray | None,
     policy: np.ndarray | None,
-) -> _Standardised:
+) -> list[_Standardised]:
+    """s(R) for every reward; canonicalised together so one factorisation serves all."""
     if canonical == "val":
-        # constant in s': the weighted norm over triples equals the norm over (s, a) under Σ_{s'} w
-        c = val_canonical_sa(R, P, gamma, policy)
-        n = weighted_norm(c, norm, w_sa)
+        cs = _val_canonicals(Rs, P, gamma, policy)
+        wn = w_sa  # constant in s': the weighted norm over triples equals the norm over (s, a) under Σ_{s'} w
     else:
-        c = minimal_canonical(R, P, gamma, w)
-        n = weighted_norm(c, norm, w)
-    if n <= _ZERO_RTOL * _scale(R, gamma):
-        return _Standardised(np.zeros_like(c), True)
-    return _Standardised(c / n, False)
+        cs = _minimal_canonicals(Rs, P, gamma, w)
+        wn = w
+    out = []
+    for R, c in zip(Rs, cs, strict=True):
+        n = weighted_norm(c, norm, wn)
+        zero = n <= _ZERO_RTOL * _scale(R, gamma)
+        out.append(_Standardised(np.zeros_like(c) if zero else c / n, bool(zero)))
+    return out
 
 
 def starc_distance(
@@ -486,8 +506,7 @@ def starc_distance(
     w = _check_weights(weights, R1.shape)
     pi = None if policy is None else _check_prob_rows(policy, "policy", R1.shape[:2])
     w_sa = None if w is None else w.sum(axis=2)
-    s1 = _starc_standardise(R1, P, g, canonical, norm, w, w_sa, pi)
-    s2 = _starc_standardise(R2, P, g, canonical, norm, w, w_sa, pi)
+    s1, s2 = _starc_standardise([R1, R2], P, g, canonical, norm, w, w_sa, pi)
     return _starc_pair(s1, s2, norm, w if canonical == "minimal" else w_sa)
 
 
@@ -539,7 +558,7 @@ def distance_matrix(
         pi = None if policy is None else _check_prob_rows(policy, "policy", (n_s, n_a))
         w_sa = None if w is None else w.sum(axis=2)
         assert P is not None
-        std = [_starc_standardise(R, P, g, canonical, norm, w, w_sa, pi) for R in Rs]
+        std = _starc_standardise(Rs, P, g, canonical, norm, w, w_sa, pi)
         for i in range(K):
             for j in range(i + 1, K):
                 D[i, j] = D[j, i] = _starc_pair(std[i], std[j], norm, w if canonical == "minimal" else w_sa)

@@ -89,7 +89,8 @@ class MiniHackEnv(gym.Wrapper):
             self._rng = np.random.default_rng(seed)
         core, disp = (int(x) for x in self._rng.integers(0, 2**62, size=2))
         self.env.unwrapped.seed(core, disp, False)
-        obs, info = self.env.reset(seed=seed, options=options)
+        # NLE indexes options["wizkit_items"] whenever options is given (gymnasium's checker passes {}).
+        obs, info = self.env.reset(seed=seed, options={"wizkit_items": None, **(options or {})})
         info = dict(info)
         info["task_success"] = 0
         return obs, info
@@ -101,9 +102,12 @@ def _metaworld(spec: TaskSpec) -> gym.Env:
 
 def _gym_id(spec: TaskSpec, **extra: Any) -> gym.Env:
     try:
-        return gym.make(spec.env_id, disable_env_checker=True, **{**spec.env_kwargs, **extra}).unwrapped
+        env = gym.make(spec.env_id, disable_env_checker=True, **{**spec.env_kwargs, **extra}).unwrapped
     except gym.error.Error as exc:
         raise TaskError(f"{spec.source or spec.name}: field 'env_id': cannot make {spec.env_id!r}: {exc}") from None
+    # `embodied.make(task)` is how this env is built: a registry spec would promise gym.make recreates it.
+    env.spec = None
+    return env
 
 
 def _mujoco(spec: TaskSpec) -> gym.Env:
@@ -127,7 +131,9 @@ def _minihack(spec: TaskSpec) -> gym.Env:
     except gym.error.Error as exc:
         raise TaskError(f"{spec.source or spec.name}: field 'env_id': cannot make {spec.env_id!r}: {exc}") from None
     # gym.make added a TimeLimit of its own for some ids; ours is added by embodied.make.
-    return MiniHackEnv(env.unwrapped)
+    base = env.unwrapped
+    base.spec = None
+    return MiniHackEnv(base)
 
 
 def _scripted(spec: TaskSpec) -> gym.Env:

@@ -327,7 +327,10 @@ def _ray_map(trainer: Trainer, jobs: list[tuple[Path, int, int]], workers: int) 
     except ImportError:
         raise ValueError("executor 'ray' needs the ray package") from None
     if not ray.is_initialized():
-        ray.init(num_cpus=workers, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+        if os.environ.get("RAY_ADDRESS"):  # join the cluster (`ray start --head`); it has its own CPU count
+            ray.init(ignore_reinit_error=True, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
     remote = ray.remote(num_cpus=1)(lambda t, p, s, sd: t(p, s, sd))
     refs = [remote.remote(trainer, *job) for job in jobs]
     out: list[TrainResult | Exception] = []

@@ -176,6 +176,11 @@ FORBIDDEN_ATTRS = frozenset(
         "errstate",
         "printoptions",
         "byte_bounds",
+        # numpy.random: raw pointers (cffi/capsule) and the process-wide generator's state
+        "cffi",
+        "capsule",
+        "seed",
+        "set_state",
     }
 )
 
@@ -342,7 +347,10 @@ def extract_code(text: str) -> str:
         except SyntaxError:
             continue
         return candidate.rstrip() + "\n"
-    return body.rstrip() + "\n"
+    # Nothing parses: keep the code where it was, prose before it blanked, so the syntax error's
+    # line number is the line of the response (and of a hand-written file) it really is on.
+    dropped = text[: len(text) - len(body)].count("\n")
+    return "\n" * dropped + body.rstrip() + "\n"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -690,6 +698,15 @@ def safe_numpy() -> types.ModuleType:
 
 def _safe_import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
     """The only `__import__` programs get: math, numpy and numpy's allowed submodules."""
+    if isinstance(fromlist, list):
+        # C code's PyImport_Import (e.g. `arr.mean()` fetching numpy._core._methods on first use)
+        # looks up `__import__` in the *calling* frame's builtins, which are the program's, and
+        # passes a list as fromlist. Import statements in a program pass None or a tuple, and
+        # `__import__` itself is a forbidden name, so only library code gets here: let it import.
+        import builtins
+
+        module = sys.modules.get(name)
+        return module if module is not None else builtins.__import__(name, globals, locals, fromlist, level)
     if level:
         raise ImportError("relative imports are not allowed")
     parts = name.split(".")
@@ -843,6 +860,31 @@ def _isolate_network() -> str:
     return "audit hook only"
 
 
+def _warm_numpy() -> None:
+    """Run common numpy functions once before the audit hook goes up: some import modules lazily
+    (numpy.ma, inspect, ...) or fill C-level caches on first use, which the hook would deny."""
+    import numpy as np
+    import numpy.ma
+
+    x = np.arange(3.0)
+    m = np.eye(3) + 0.1
+    for fn in (
+        lambda: (x.mean(), x.std(), x.var(), x.sum(), x.min(), x.max(), x.prod(), x.any(), x.all(), x.round(1)),
+        lambda: (np.quantile(x, 0.5), np.percentile(x, 90), np.median(x), np.nanmean(x), np.average(x, weights=x + 1)),
+        lambda: (np.histogram(x, bins=3), np.unique(x), np.cov(x), np.corrcoef(x, x + 1), np.gradient(x)),
+        lambda: (np.linalg.norm(x), np.linalg.inv(m), np.linalg.svd(m), np.linalg.eigvalsh(m), np.linalg.det(m)),
+        lambda: (np.linalg.lstsq(m, x, rcond=None), np.linalg.solve(m, x), np.fft.rfft(x), np.interp(0.5, x, x)),
+        lambda: (np.polynomial.Polynomial([1.0, 2.0])(1.0), np.random.default_rng(0).normal(), np.convolve(x, x)),
+        lambda: (np.clip(x, 0, 1), np.isclose(x, x), np.allclose(x, x), np.array_equal(x, x), np.pad(x, 1)),
+        lambda: (np.trapezoid(x), np.cross(x, x + 1), np.einsum("i,i->", x, x), np.meshgrid(x, x), np.tile(x, 2)),
+        lambda: (float(np.float64(1.5)), np.float32(1.0) * 2, np.asarray([1, 2], dtype=np.int64).astype(float)),
+    ):
+        try:
+            fn()
+        except Exception:
+            pass
+
+
 def child_main() -> None:
     """Entry point of the sandbox child. Protocol: a pickled request on stdin (from our own parent
     process, so trusted), one JSON line on stdout (parsed by the parent with a size cap)."""
@@ -875,6 +917,7 @@ def child_main() -> None:
 
     warnings.simplefilter("ignore")  # warning display opens source files; outputs are checked anyway
     safe_numpy()
+    _warm_numpy()
     # Modules a program should never reach become unimportable (None in sys.modules).
     for mod in (
         "socket",

@@ -21,7 +21,9 @@ from embodied.rewards.base import Obs, Requirements, RewardError, RewardModel, b
 Mode = Literal["potential", "raw_progress_not_invariant", "progress_delta_not_invariant"]
 NOT_INVARIANT: dict[str, str] = {
     "raw_progress_not_invariant": "reward = Φ(s'): rewards living longer in high-Φ states; optimal policies can change",
-    "progress_delta_not_invariant": "F = Φ(s') − Φ(s) (γ_shaping = 1) under a learner with γ < 1 adds a loitering bonus",
+    "progress_delta_not_invariant": (
+        "F = Φ(s') − Φ(s) (γ_shaping = 1) under a learner with γ < 1 adds a loitering bonus"
+    ),
 }
 
 

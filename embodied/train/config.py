@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from embodied.tasks.spec import TaskError, TaskSpec
 
@@ -30,8 +30,8 @@ class TrainConfig(BaseModel):
     shaping: str | None = None
     shaping_scale: float = Field(1.0, gt=0)
     shaping_gamma: float | None = Field(None, description="defaults to the learner's gamma; must equal it")
-    algo: Literal["ppo", "sac"] = "ppo"
-    backend: Literal["sb3"] = "sb3"
+    algo: Literal["ppo", "sac", "appo"] = "ppo"
+    backend: Literal["sb3", "rllib"] = Field("sb3", validate_default=True)
     steps: int = Field(gt=0)
     seed: int = 0
     envs: int = Field(4, ge=1)
@@ -39,6 +39,23 @@ class TrainConfig(BaseModel):
     checkpoint_every: int = Field(10_000, gt=0)
     hyperparams: dict[str, Any] = Field(default_factory=dict)
     device: str = "cpu"
+    # RLlib backend (ignored by SB3): the scale-out knobs. None = derived (see `embodied.train.rllib`).
+    env_runners: int = Field(2, ge=0, description="RLlib EnvRunner actors (0 = sample in the driver)")
+    envs_per_runner: int | None = Field(None, ge=1, description="vector envs per EnvRunner; None = `envs`")
+    learners: int | None = Field(None, ge=0, description="RLlib Learner actors; None = the algorithm's default")
+    gpus_per_learner: float = Field(0.0, ge=0)
+    reward_service: Literal["auto", "in-runner", "actor"] = "auto"
+    reward_gpus: float | None = Field(
+        None, ge=0, description="GPUs for reward scoring (the actor's, or split over runners); None = auto"
+    )
+
+    @field_validator("backend")
+    @classmethod
+    def _algo_fits_backend(cls, backend: str, info: Any) -> str:
+        algo = info.data.get("algo")
+        if backend == "sb3" and algo == "appo":
+            raise ValueError("algo 'appo' needs --backend rllib (Stable-Baselines3 has no APPO)")
+        return backend
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)

@@ -30,10 +30,14 @@ class Step:
 
 
 def load_policy(run_dir: Path, cfg: TrainConfig | None = None) -> Any:
-    """The trained SB3 model of a run (CPU)."""
+    """The trained policy of a run (CPU): an SB3 model, or an RLlib RLModule behind the same `predict`."""
+    cfg = cfg or load_config(run_dir / "config.toml")
+    if cfg.backend == "rllib":
+        from embodied.train import rllib
+
+        return rllib.load_policy(run_dir, cfg)
     from embodied.train.sb3 import ALGOS
 
-    cfg = cfg or load_config(run_dir / "config.toml")
     return ALGOS[cfg.algo].load(run_dir / "model.zip", device="cpu")
 
 

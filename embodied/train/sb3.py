@@ -180,7 +180,9 @@ def _learn(cfg: TrainConfig, tmp: Path, root: Path, progress: bool, resume_from:
     model.set_logger(configure(str(tmp / "tb"), ["tensorboard", "csv"]))
     if abs(model.gamma - cfg.gamma) > 1e-12:
         raise RunError(f"learner gamma {model.gamma} != config gamma {cfg.gamma}")
-    callbacks = CallbackList([RewardLogger(history, cfg.task.success_at), Checkpointer(tmp / "checkpoints", cfg.checkpoint_every)])
+    callbacks = CallbackList(
+        [RewardLogger(history, cfg.task.success_at), Checkpointer(tmp / "checkpoints", cfg.checkpoint_every)]
+    )
     t0 = time.perf_counter()
     try:
         model.learn(

@@ -188,7 +188,9 @@ def test_shaping_with_wrong_gamma_is_detected(coverage: Coverage) -> None:
 
 def test_matrix_result_and_json(coverage: Coverage) -> None:
     rewards = {"goal": r_goal, "ctrl": r_ctrl, "goal_shaped": shaped(r_goal, 2.0, GAMMA)}
-    res = compare_sampled(rewards, coverage, GAMMA, "epic", n_transitions=200, n_samples=100, n_seeds=4, n_bootstrap=300)
+    res = compare_sampled(
+        rewards, coverage, GAMMA, "epic", n_transitions=200, n_samples=100, n_seeds=4, n_bootstrap=300
+    )
     assert res.names == ["goal", "ctrl", "goal_shaped"]
     assert res.per_seed.shape == (4, 3, 3) and res.distance.shape == (3, 3)
     np.testing.assert_allclose(res.distance, res.distance.T, atol=1e-12)
@@ -208,8 +210,15 @@ def test_rewards_are_called_in_bounded_batches(coverage: Coverage) -> None:
         return r_goal(o, a, n)
 
     compare_sampled(
-        {"a": counting, "b": r_ctrl}, coverage, GAMMA, "epic", n_transitions=50, n_samples=64, n_seeds=1,
-        batch_size=1000, n_bootstrap=10,
+        {"a": counting, "b": r_ctrl},
+        coverage,
+        GAMMA,
+        "epic",
+        n_transitions=50,
+        n_samples=64,
+        n_seeds=1,
+        batch_size=1000,
+        n_bootstrap=10,
     )
     assert max(sizes) <= 1000
     assert sum(sizes) == 50 + 2 * 50 * 64  # direct values + two inner means per transition
@@ -346,7 +355,8 @@ def test_chain_task_terminations_and_no_dard(chain_task: Path) -> None:
         compare_task(chain_task, ["env", "shaped"], "dard", n_transitions=50, extra_kinds=kinds)
 
 
-def test_state_table_frames_follow_next_states() -> None:
+def test_state_table_frames_follow_next_states(monkeypatch: pytest.MonkeyPatch) -> None:
+    from embodied.compare import simulator
     from embodied.compare.simulator import StateTable, reward_callable
     from embodied.rewards.base import Requirements, RewardModel, RewardOutput
 
@@ -364,6 +374,10 @@ def test_state_table_frames_follow_next_states() -> None:
 
     fn = reward_callable(Brightness(), table)
     np.testing.assert_allclose(fn(np.array([0, 0]), np.zeros((2, 1)), np.array([3, 1])), [3.0, 1.0])
+    monkeypatch.setattr(simulator, "FRAME_CHUNK", 2)  # frame models are called in bounded chunks
+    chunked = reward_callable(Brightness(), table)
+    ids = np.array([1, 2, 3, 0, 2])
+    np.testing.assert_allclose(chunked(ids, np.zeros((5, 1)), ids), ids.astype(float))
     with pytest.raises(ValueError, match="cameras: env gave no frame for camera 'cam'"):
         table.add(np.array([9.0]), {})
 
@@ -377,7 +391,7 @@ def test_state_table_frames_follow_next_states() -> None:
 def test_policies_are_validated() -> None:
     from embodied.compare.simulator import collect_coverage
 
-    with pytest.raises(ValueError, match="^policies: unknown policy 'greedy'"):
+    with pytest.raises(ValueError, match=r"^policies: unknown policy 'greedy'"):
         collect_coverage("metaworld-reach", ("greedy",), n_transitions=5)
-    with pytest.raises(ValueError, match="^policies: bad noise level"):
+    with pytest.raises(ValueError, match=r"^policies: bad noise level"):
         collect_coverage("metaworld-reach", ("expert:x",), n_transitions=5)

@@ -385,5 +385,6 @@ def test_large_mdp_is_fast() -> None:
     d_starc = starc_distance(R1, R2, P, 0.95)
     t2 = time.perf_counter()
     assert d_epic == pytest.approx(1.0) and d_starc == pytest.approx(1.0)
-    # generous bound against a shared, loaded CI machine; measured ~0.25 s and ~0.15 s (docs/compare.md)
-    assert t1 - t0 < 3.0 and t2 - t1 < 3.0
+    # generous bound for a shared, loaded machine (measured ~0.15 s and ~0.1 s, docs/compare.md); a
+    # per-element Python loop would take minutes
+    assert t1 - t0 < 8.0 and t2 - t1 < 8.0

@@ -138,10 +138,10 @@ def test_vector_single_and_sb3_adapters_agree(task_name: str, chain_task, reach_
     else:
         task = load_task("metaworld-reach")
         overrides = {"max_episode_steps": 4}
-        space = embodied.make(task).observation_space
+        probe = embodied.make(task)
 
         def reward_factory():
-            return ProgramReward(reach_program, task, space)
+            return ProgramReward(reach_program, task, probe.observation_space, probe.action_space)
 
         pot = reward_factory()
         actions = np.random.default_rng(0).uniform(-1, 1, size=(n, 40, 4)).astype(np.float32)

@@ -255,3 +255,59 @@ def test_numpy_is_filtered_and_print_is_silent(capsys: pytest.CaptureFixture[str
 def test_nan_constant_math_functions_are_fine() -> None:
     program = load_program("import math\ndef compute_reward(v, a):\n    return math.pi * float(v.hand_pos[0]), {}\n")
     assert program(_view([1.0, 0, 0], [0, 0, 0]), None)[0] == pytest.approx(math.pi)
+
+
+COMMON_NUMPY = """
+import math
+import numpy as np
+from numpy.linalg import norm
+
+
+def compute_reward(view, action):
+    x = np.asarray(view.hand_pos, dtype=np.float64)
+    m = np.outer(x, x) + np.eye(3)
+    terms = [
+        x.mean(), x.std(), np.quantile(x, 0.5), np.percentile(x, 90), np.median(x), np.cov(np.stack([x, x + 1]))[0, 1],
+        np.histogram(x, bins=3)[0].sum(), np.linalg.inv(m).sum(), np.linalg.svd(m)[1].sum(),
+        np.abs(np.fft.rfft(x)).sum(),
+        np.polynomial.Polynomial([1.0, 2.0])(float(x[0])), np.einsum("i,i->", x, x), np.interp(0.5, [0, 1], [0, 2]),
+        float(np.random.default_rng(0).normal()) * 0.0, math.atan2(x[1], x[0]), np.exp(-norm(x)),
+    ]
+    r = float(sum(float(t) for t in terms))
+    return r, {"first": float(terms[0]), "count": float(len(f"{r:.3f}"))}
+"""
+
+
+def test_common_numpy_passes_the_sandbox_and_the_fast_path() -> None:
+    """numpy imports lazily and fills C caches on first use (through the caller's `__import__`);
+    neither the restricted builtins nor the sandbox's audit hook may break that."""
+    program = load_program(COMMON_NUMPY, _samples(4), max_call_s=0.05)
+    assert program.report.dry_run["samples"] == 4
+    reward, comps = program(_view([0.1, 0.2, 0.3], [0, 0, 0]), None)
+    assert math.isfinite(reward) and set(comps) == {"first", "count"}
+
+
+def test_library_imports_through_the_program_frame() -> None:
+    """C code's PyImport_Import passes a list as fromlist; a program's import statement never does."""
+    import sys
+
+    from embodied.rewards._codecheck import _safe_import
+
+    assert _safe_import("numpy._core._methods", {}, {}, [], 0) is sys.modules["numpy._core._methods"]
+    with pytest.raises(ImportError):
+        _safe_import("os", {}, {}, None, 0)
+    with pytest.raises(ImportError):
+        _safe_import("numpy.ctypeslib", {}, {}, ("as_array",), 0)
+
+
+def test_syntax_error_line_is_the_line_of_the_file() -> None:
+    source = '"""A hand-written program with a typo."""\n\nimport numpy as np\n\n\ndef compute_reward(view, action):\n'
+    source += "    d = np.linalg.norm(view.hand_pos - view.goal_pos\n    return -d, {}\n"
+    with pytest.raises(RewardCodeError) as info:
+        load_program(source, name="typo.py")
+    assert info.value.kind == "syntax" and info.value.line == 7
+    prose = "Here is my answer:\n\n" + source.split('"""\n', 1)[1]
+    with pytest.raises(RewardCodeError) as info:
+        load_program(prose)
+    bad_line = prose.split("\n").index("    d = np.linalg.norm(view.hand_pos - view.goal_pos") + 1
+    assert info.value.line == bad_line == 8  # counted in the response, prose included
