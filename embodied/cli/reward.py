@@ -7,16 +7,14 @@ the endpoint). Programs are validated (static checks + sandboxed dry run) before
 
 from __future__ import annotations
 
-import functools
 import json
-import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Optional
 
 import typer
 
 from embodied.cli.errors import user_errors
+from embodied.cli.llm_options import BaseUrl, KeyEnv, Model, Record, Replay, make_cli_client
 
 app = typer.Typer(
     help=(
@@ -27,38 +25,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-BaseUrl = Annotated[
-    Optional[str],
-    typer.Option(
-        "--llm-base-url",
-        help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (vLLM), http://localhost:11434/v1 (Ollama), "
-        "https://api.openai.com/v1. Default: $EMBODIED_LLM_BASE_URL.",
-    ),
-]
-Model = Annotated[
-    Optional[str], typer.Option("--llm-model", help="Model name as the server knows it. Default: $EMBODIED_LLM_MODEL.")
-]
-KeyEnv = Annotated[
-    Optional[str],
-    typer.Option(
-        "--llm-key-env",
-        help="Name of the environment variable holding the API key ('' for keyless local servers). "
-        "Default: $EMBODIED_LLM_KEY_ENV or OPENAI_API_KEY. The key itself is never written anywhere.",
-    ),
-]
-Replay = Annotated[
-    Optional[Path],
-    typer.Option(
-        "--replay",
-        help="Answer from this recording (JSONL keyed by a hash of each request) instead of an endpoint; offline.",
-    ),
-]
-Record = Annotated[
-    bool,
-    typer.Option("--record", help="With --replay: ask the endpoint for requests not in the file and append them."),
-]
 Seed = Annotated[int, typer.Option(help="Base seed for LLM sampling (sample k uses seed + k) and training.")]
 Temperature = Annotated[float, typer.Option(help="LLM sampling temperature.")]
 MaxTokens = Annotated[
@@ -67,34 +33,7 @@ MaxTokens = Annotated[
 Root = Annotated[Path, typer.Option("--root", help="Reward model folder (reward_models/<task>/ inside it).")]
 
 
-def _llm_errors(fn: F) -> F:
-    """LLM failures are one-line errors with exit code 2, like other user errors."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from embodied.llm.client import LLMError
-
-        try:
-            return fn(*args, **kwargs)
-        except LLMError as exc:
-            if os.environ.get("EMBODIED_DEBUG"):
-                raise
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _client(base_url: str | None, model: str | None, key_env: str | None, replay: Path | None, record: bool) -> Any:
-    from embodied.llm.client import make_client
-
-    if record and replay is None:
-        raise ValueError("--record needs --replay FILE (the recording to append to)")
-    return make_client(base_url, model, key_env, replay=replay, record=record)
-
-
 @app.command()
-@_llm_errors
 @user_errors
 def generate(
     task: Annotated[str, typer.Argument(help="Task name (envs/<task>.toml) or path to a task file.")],
@@ -121,7 +60,7 @@ def generate(
     """
     from embodied.llm.generate import generate as run
 
-    client = _client(llm_base_url, llm_model, llm_key_env, replay, record)
+    client = make_cli_client(llm_base_url, llm_model, llm_key_env, replay, record)
     out = run(
         task, client, few_shot=few_shot, root=root, seed=seed, temperature=temperature, max_tokens=max_tokens,
         attempts=attempts,
@@ -131,7 +70,6 @@ def generate(
 
 
 @app.command()
-@_llm_errors
 @user_errors
 def refine(
     program: Annotated[
@@ -170,7 +108,7 @@ def refine(
     from embodied.llm.generate import run_stats
 
     stats = run_stats(run) if run is not None else None
-    client = _client(llm_base_url, llm_model, llm_key_env, replay, record)
+    client = make_cli_client(llm_base_url, llm_model, llm_key_env, replay, record)
     out = run_refine(
         program, feedback, client, video=video, rollout_stats=stats, task=task, seed=seed, temperature=temperature,
         max_tokens=max_tokens, attempts=attempts,
@@ -179,7 +117,6 @@ def refine(
 
 
 @app.command()
-@_llm_errors
 @user_errors
 def search(
     task: Annotated[str, typer.Argument(help="Task name (envs/<task>.toml) or path to a task file.")],
@@ -224,7 +161,7 @@ def search(
         reeval_seeds=tuple(range(seed + 1, seed + 1 + reeval_seeds)), temperature=temperature, max_tokens=max_tokens,
         few_shot=few_shot, validate_timeout_s=validate_timeout, workers=workers, executor=executor,
     )  # fmt: skip
-    client = _client(llm_base_url, llm_model, llm_key_env, replay, record)
+    client = make_cli_client(llm_base_url, llm_model, llm_key_env, replay, record)
     s = Search(task, client, cfg, root=root, search_id=search_id, log=lambda m: typer.echo(m, err=True))
     s.trainer = SB3Trainer(task=task, root=str((s.dir / "runs").resolve()), algo=algo, envs=envs,
                            eval_episodes=eval_episodes)  # fmt: skip

@@ -369,11 +369,7 @@ def make_sample_next(sim: SimulatorCoverage) -> Callable[[np.ndarray, np.ndarray
 
 def _ignores_obs(model: Any) -> bool:
     """Whether a reward model reads only (action, s'): declared, state-only, or a kind that does so by design."""
-    declared = getattr(model, "uses_obs", None)
-    if declared is not None:
-        return not declared
-    # reward programs read views of s' and the action; the env reward is looked up by s' (module docstring)
-    return bool(getattr(model, "state_only", False)) or type(model).__name__ in {"ProgramReward", "EnvReward"}
+    return not getattr(model, "uses_obs", True) or bool(getattr(model, "state_only", False))
 
 
 def reward_callable(model: Any, table: StateTable) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:

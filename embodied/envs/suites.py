@@ -71,7 +71,8 @@ class MiniHackEnv(gym.Wrapper):
 
     NLE ignores gymnasium's `reset(seed=...)` and draws NetHack's RNG seeds from an unseeded source;
     here a seeded reset starts a generator from which every episode's (core, disp) seeds are drawn,
-    with NetHack's anti-TAS reseeding off, so equal seeds give equal episodes.
+    with NetHack's anti-TAS reseeding off, so equal seeds give equal episodes. NLE also reuses its
+    observation buffers between steps, so observations are copied (else a stored s changes into s').
     """
 
     def __init__(self, env: gym.Env) -> None:
@@ -80,6 +81,7 @@ class MiniHackEnv(gym.Wrapper):
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
         obs, reward, terminated, truncated, info = self.env.step(action)
+        obs = {k: np.array(v, copy=True) for k, v in obs.items()}
         info = dict(info)
         info["task_success"] = int(getattr(info.get("end_status"), "value", info.get("end_status", 0)) == 2)
         return obs, float(reward), terminated, truncated, info
@@ -91,6 +93,7 @@ class MiniHackEnv(gym.Wrapper):
         self.env.unwrapped.seed(core, disp, False)
         # NLE indexes options["wizkit_items"] whenever options is given (gymnasium's checker passes {}).
         obs, info = self.env.reset(seed=seed, options={"wizkit_items": None, **(options or {})})
+        obs = {k: np.array(v, copy=True) for k, v in obs.items()}
         info = dict(info)
         info["task_success"] = 0
         return obs, info
@@ -124,7 +127,13 @@ def _fetch(spec: TaskSpec) -> gym.Env:
 def _minihack(spec: TaskSpec) -> gym.Env:
     import minihack  # noqa: F401 - registers the MiniHack ids
 
-    kwargs = {"observation_keys": ("chars_crop", "blstats", "message", "chars"), **spec.env_kwargs}
+    # NLE ends an episode at its own step limit with terminated=True (a blank, aborted screen); the task's
+    # TimeLimit must be the one that ends it, as a truncation, so NLE's limit is set past it.
+    kwargs = {
+        "observation_keys": ("chars_crop", "blstats", "message", "chars"),
+        **spec.env_kwargs,
+        "max_episode_steps": spec.max_episode_steps + 1,
+    }
     kwargs["observation_keys"] = tuple(kwargs["observation_keys"])
     try:
         env = gym.make(spec.env_id, disable_env_checker=True, **kwargs)

@@ -90,6 +90,9 @@ class RewardModel(ABC):
     name: str = "reward"
     requires: Requirements = Requirements()
     state_only: bool = False
+    uses_obs: bool = True
+    """Whether `compute_reward` reads `batch.obs` (s). Models of (a, s') set False: comparisons then
+    need not evaluate them over every s."""
 
     @abstractmethod
     def compute_reward(self, batch: TransitionBatch) -> RewardOutput:

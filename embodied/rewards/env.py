@@ -10,6 +10,7 @@ class EnvReward(RewardModel):
     """Passes the environment's reward through unchanged."""
 
     name = "env"
+    uses_obs = False  # the recorded reward of the step that produced s'
 
     def compute_reward(self, batch: TransitionBatch) -> RewardOutput:
         return RewardOutput(batch.env_reward.astype("float64"), {})

@@ -32,6 +32,8 @@ class ProgramReward(RewardModel):
         action_space: the env's action space (probes for `compute_reward_batch`); built from the task if None.
     """
 
+    uses_obs = False  # programs see views of s' and the action only
+
     def __init__(
         self, path: Path, task: TaskSpec, space: gym.Space | None = None, action_space: gym.Space | None = None
     ) -> None:

@@ -69,3 +69,15 @@ def test_vector_env_uses_next_step_autoreset() -> None:
     single, _ = embodied.make("metaworld-reach").reset(seed=6)
     np.testing.assert_array_equal(obs[1], single)  # sub-env i is seeded seed + i
     vec.close()
+
+
+def test_minihack_time_limit_truncates_and_observations_are_not_reused() -> None:
+    env = embodied.make("minihack-room", max_episode_steps=3)
+    prev, _ = env.reset(seed=0)
+    for _ in range(3):
+        obs, _, terminated, truncated, _ = env.step(0)
+        assert obs["blstats"] is not prev["blstats"]  # NLE reuses its buffers; the adapter copies
+        prev = obs
+    assert (terminated, truncated) == (False, True)  # our TimeLimit, not NLE's abort
+    assert (obs["chars"] == ord("@")).any()  # a real screen, not NLE's blank end-of-game one
+    env.close()
