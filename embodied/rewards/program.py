@@ -11,6 +11,7 @@ that ignores its action (works with ``action=None``) can also serve as a potenti
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +166,21 @@ def from_spec(arg: str, task: TaskSpec) -> ProgramReward:
     if not arg:
         raise RewardError("reward spec 'program' needs a path: program:reward_models/<task>/<file>.py")
     return ProgramReward(Path(arg), task)
+
+
+def localize_spec(arg: str, task: TaskSpec | None, run_dir: Path) -> str:
+    """Copy the program into ``run_dir/programs/`` and return the path relative to the run folder."""
+    src = Path(arg)
+    if not src.is_file():
+        raise RewardError(f"reward program {src} does not exist")
+    dst = run_dir / "programs" / src.name
+    dst.parent.mkdir(exist_ok=True)
+    if dst.exists() and dst.read_bytes() != src.read_bytes():
+        dst = dst.with_name(f"{src.parent.name}-{src.name}")
+    shutil.copyfile(src, dst)
+    return str(dst.relative_to(run_dir))
+
+
+def absolute_spec(arg: str, run_dir: Path) -> str:
+    """Resolve a program path stored relative to a run folder."""
+    return str(run_dir / arg) if not Path(arg).is_absolute() and (run_dir / arg).is_file() else arg

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
+from types import ModuleType
 
 from embodied.rewards.base import RewardError, RewardModel
 from embodied.tasks.spec import TaskSpec
@@ -31,6 +32,17 @@ def parse_spec(spec: str) -> tuple[str, str]:
     if not kind:
         raise RewardError(f"empty reward spec {spec!r}; expected e.g. 'env' or 'program:PATH'")
     return kind, arg
+
+
+def kind_module(kind: str) -> ModuleType | None:
+    """The module behind a built-in reward kind (None for unknown kinds or kinds not installed)."""
+    target = BUILTIN.get(kind)
+    if target is None:
+        return None
+    try:
+        return importlib.import_module(target.partition(":")[0])
+    except ModuleNotFoundError:
+        return None
 
 
 def _factory(kind: str, extra: Mapping[str, str | Factory] | None) -> Factory:

@@ -8,10 +8,10 @@ checkpoints/step_<N>.zip, metrics.json, tb/ (TensorBoard). A crashed run stays i
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
-from embodied.rewards.registry import parse_spec
+from embodied.rewards.registry import kind_module, parse_spec
+from embodied.tasks.spec import TaskSpec
 
 
 class RunError(ValueError):
@@ -58,22 +58,17 @@ def find_run(run: str | Path, root: Path = Path("policies")) -> Path:
     raise RunError(f"no completed run {str(run)!r} (looked in {path} and {root / str(run)})")
 
 
-def localize_spec(spec: str | None, run_dir: Path) -> str | None:
-    """Copy a `program:PATH` file into the run folder and return the spec relative to it."""
+def localize_spec(spec: str | None, run_dir: Path, task: TaskSpec | None = None) -> str | None:
+    """Copy the files a reward spec names into the run folder; return the spec pointing there.
+
+    Each reward kind decides what to copy through an optional ``localize_spec(arg, task, run_dir)``
+    beside its factory (programs copy their file, subgoal rewards their subgoal set).
+    """
     if spec is None:
         return None
     kind, arg = parse_spec(spec)
-    if kind != "program":
-        return spec
-    src = Path(arg)
-    if not src.is_file():
-        raise RunError(f"reward program {src} does not exist")
-    dst = run_dir / "programs" / src.name
-    dst.parent.mkdir(exist_ok=True)
-    if dst.exists() and dst.read_bytes() != src.read_bytes():
-        dst = dst.with_name(f"{src.parent.name}-{src.name}")
-    shutil.copyfile(src, dst)
-    return f"program:{dst.relative_to(run_dir)}"
+    fn = getattr(kind_module(kind), "localize_spec", None)
+    return spec if fn is None else f"{kind}:{fn(arg, task, run_dir)}"
 
 
 def absolute_spec(spec: str | None, run_dir: Path) -> str | None:
@@ -81,6 +76,5 @@ def absolute_spec(spec: str | None, run_dir: Path) -> str | None:
     if spec is None:
         return None
     kind, arg = parse_spec(spec)
-    if kind == "program" and not Path(arg).is_absolute() and (run_dir / arg).is_file():
-        return f"program:{run_dir / arg}"
-    return spec
+    fn = getattr(kind_module(kind), "absolute_spec", None)
+    return spec if fn is None else f"{kind}:{fn(arg, run_dir)}"

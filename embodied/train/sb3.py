@@ -137,7 +137,10 @@ def train(cfg: TrainConfig, root: Path = Path("policies"), progress: bool = True
     tmp = start(root, cfg.run)
     try:
         cfg = cfg.model_copy(
-            update={"reward": localize_spec(cfg.reward, tmp), "shaping": localize_spec(cfg.shaping, tmp)}
+            update={
+                "reward": localize_spec(cfg.reward, tmp, cfg.task),
+                "shaping": localize_spec(cfg.shaping, tmp, cfg.task),
+            }
         )
         save_config(cfg, tmp / "config.toml")
         return _learn(cfg, tmp, root, progress, resume_from=None)

@@ -151,7 +151,9 @@ def test_train_with_oracle_subgoal_shaping(in_tmp_workspace: Path, one_torch_thr
     assert result.exit_code == 0, result.output
     run = in_tmp_workspace / "policies" / "calm-oracle"
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["shaping"] == "subgoals:judge=oracle" and metrics["timesteps"] >= 256
+    # The run keeps the exact subgoal set it was shaped with, and its config points there.
+    assert metrics["shaping"] == "subgoals:judge=oracle,file=subgoals/subgoals.json" and metrics["timesteps"] >= 256
+    assert json.loads((run / "subgoals" / "subgoals.json").read_text())
     assert (run / "model.zip").is_file()
     final = metrics["final"]
     assert final["shaping_residual_max_abs"] < 1e-9  # Σγ^tF telescopes in every episode
