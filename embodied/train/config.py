@@ -39,6 +39,7 @@ class TrainConfig(BaseModel):
     checkpoint_every: int = Field(10_000, gt=0)
     hyperparams: dict[str, Any] = Field(default_factory=dict)
     device: str = "cpu"
+    threads: int = Field(1, ge=1, description="torch CPU threads of the learner; 1 is fastest for small MLPs")
     # RLlib backend (ignored by SB3): the scale-out knobs. None = derived (see `embodied.train.rllib`).
     env_runners: int = Field(2, ge=0, description="RLlib EnvRunner actors (0 = sample in the driver)")
     envs_per_runner: int | None = Field(None, ge=1, description="vector envs per EnvRunner; None = `envs`")

@@ -165,6 +165,9 @@ def resume(run: str, root: Path = Path("policies"), progress: bool = True) -> Pa
 
 
 def _learn(cfg: TrainConfig, tmp: Path, root: Path, progress: bool, resume_from: dict | None) -> Path:
+    import torch
+
+    torch.set_num_threads(cfg.threads)
     venv = build_vec_env(cfg, tmp)
     algo = ALGOS[cfg.algo]
     hyper = {**DEFAULTS[cfg.algo], **cfg.hyperparams}
