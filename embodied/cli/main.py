@@ -54,6 +54,10 @@ def train(
         Optional[str], typer.Option(help="Potential spec for policy-invariant shaping (state-only).")
     ] = None,
     shaping_scale: Annotated[float, typer.Option(help="Positive constant multiplying the potential.")] = 1.0,
+    shaping_gamma: Annotated[
+        Optional[float],
+        typer.Option(help="Discount of the shaping term; must equal the learner's (refused otherwise). Default: it."),
+    ] = None,
     algo: Annotated[str, typer.Option(help="ppo | sac (both backends) | appo (--backend rllib)")] = "ppo",
     steps: Annotated[int, typer.Option(help="Total environment steps.")] = 50_000,
     seed: Annotated[int, typer.Option(help="Training seed (sub-env i is seeded seed+i).")] = 0,
@@ -124,6 +128,7 @@ def train(
             gpus_per_learner=gpus_per_learner,
             reward_service=reward_service,
             reward_gpus=reward_gpus,
+            shaping_gamma=shaping_gamma,
         )
         if cfg.backend == "rllib":
             from embodied.train import rllib
@@ -136,9 +141,6 @@ def train(
 
             out = sb3.train(cfg, root, progress)
     typer.echo(f"run written to {out}")
-
-
-RLLIB_OPTIONS = ("env_runners", "envs_per_runner", "learners", "gpus_per_learner", "reward_service", "reward_gpus")
 
 
 def build_config(
@@ -161,6 +163,7 @@ def build_config(
     gpus_per_learner: float | None = None,
     reward_service: str | None = None,
     reward_gpus: float | None = None,
+    shaping_gamma: float | None = None,
 ) -> TrainConfig:  # noqa: F821
     """Resolve CLI options into a validated `TrainConfig`.
 
@@ -170,6 +173,7 @@ def build_config(
     from pydantic import ValidationError
 
     from embodied.rewards.registry import parse_spec
+    from embodied.rewards.shaping import check_gamma
     from embodied.tasks.spec import load_task
     from embodied.train.config import ConfigError, TrainConfig
 
@@ -188,6 +192,9 @@ def build_config(
         flags = ", ".join(f"--{k.replace('_', '-')}" for k in given)
         raise ConfigError(f"option {flags}: only for --backend rllib")
     spec = load_task(task)
+    learner_gamma = spec.gamma if gamma is None else gamma
+    if shaping_gamma is not None:
+        check_gamma(shaping_gamma, learner_gamma, "option --shaping-gamma")
     name = run or f"{spec.name}-{algo}-{parse_spec(reward)[0]}{'-shaped' if shaping else ''}-s{seed}"
     try:
         return TrainConfig(
@@ -201,7 +208,8 @@ def build_config(
             steps=steps,
             seed=seed,
             envs=envs,
-            gamma=spec.gamma if gamma is None else gamma,
+            gamma=learner_gamma,
+            shaping_gamma=shaping_gamma,
             checkpoint_every=checkpoint_every,
             **given,
         )

@@ -87,6 +87,9 @@ def test_existing_run_and_bad_input_are_one_line_errors(tmp_path: Path, chain_ta
     assert not (tmp_path / "policies" / ".m.partial").exists()
     code, out = invoke("train", str(chain_task), "--shaping", "env", "--root", root, "--run", "s")
     assert code == 2 and "cannot be a shaping potential" in out
+    code, out = invoke("train", str(chain_task), "--shaping", f"program:{chain_task}", "--shaping-gamma", "0.99",
+                       "--root", root, "--run", "g")  # fmt: skip
+    assert code == 2 and "shaping gamma 0.99 != learner gamma 0.9" in out and out.count("\n") == 1
     code, out = invoke("eval", "missing", "--root", root)
     assert code == 2 and "no completed run 'missing'" in out
 
