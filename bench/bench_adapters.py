@@ -72,6 +72,9 @@ def sb3_steps_per_s(task: str, arm: str, steps: int) -> float:
 
 
 def main() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # as `embodied train` does; 2 threads on 2 busy cores slow PPO several-fold
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps and repeats (smoke run)")
     args = parser.parse_args()

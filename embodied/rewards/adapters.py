@@ -7,6 +7,7 @@ that ends an episode, the episode's returns and shaping residual in `info["rewar
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -75,17 +76,27 @@ class RewardWrapper(gym.Wrapper):
         return obs, float(out.reward[0]), terminated, truncated, info
 
 
-def _unbatch_infos(infos: dict, n: int) -> list[dict]:
-    """Per-env info dicts from a vector env's dict of arrays (masked keys dropped where absent)."""
-    rows: list[dict] = [{} for _ in range(n)]
-    for key, value in infos.items():
-        if key.startswith("_") or key == "frames":
-            continue
-        mask = infos.get(f"_{key}")
-        for i in range(n):
+class _RowInfos(Sequence[dict]):
+    """Per-transition info dicts of a vector step, built only when a reward model reads them.
+
+    Row j is sub-env `rows[j]`'s entries of the vector env's dict of arrays (masked keys dropped).
+    """
+
+    def __init__(self, infos: dict, rows: np.ndarray) -> None:
+        self._infos, self._rows = infos, rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, j: int) -> dict:  # type: ignore[override]
+        i, out = int(self._rows[j]), {}
+        for key, value in self._infos.items():
+            if key.startswith("_") or key == "frames":
+                continue
+            mask = self._infos.get(f"_{key}")
             if mask is None or mask[i]:
-                rows[i][key] = value[i] if not isinstance(value, dict) else {k: v[i] for k, v in value.items()}
-    return rows
+                out[key] = {k: v[i] for k, v in value.items()} if isinstance(value, dict) else value[i]
+        return out
 
 
 class VectorRewardWrapper(gym.vector.VectorWrapper):
@@ -142,22 +153,33 @@ class VectorRewardWrapper(gym.vector.VectorWrapper):
                     {c: np.where(done[:, None, None, None], final[c], frames[c]) for c in frames} if final else frames
                 )
             starts = (np.flatnonzero(done), obs_take(obs, done), _take(frames, done))
+            prev_obs = self._obs
         else:
             scored = np.flatnonzero(~self._resetting)
-            next_obs, next_frames = obs_take(obs, scored), _take(frames, scored)
-            starts = (np.flatnonzero(self._resetting), obs_take(obs, self._resetting), _take(frames, self._resetting))
-        rows = _unbatch_infos(infos, n)
+            if scored.size == n:  # no env is resetting: no copies needed
+                next_obs, next_frames, starts, prev_obs = obs, frames, None, self._obs
+            else:
+                next_obs, next_frames, prev_obs = (
+                    obs_take(obs, scored),
+                    _take(frames, scored),
+                    obs_take(self._obs, scored),
+                )
+                starts = (
+                    np.flatnonzero(self._resetting),
+                    obs_take(obs, self._resetting),
+                    _take(frames, self._resetting),
+                )
         batch = TransitionBatch(
-            obs=obs_take(self._obs, scored),
+            obs=prev_obs,
             action=np.asarray(actions)[scored],
             next_obs=next_obs,
             terminated=terminated[scored],
             truncated=truncated[scored],
             env_reward=np.asarray(env_reward, dtype=np.float64)[scored],
-            infos=[rows[i] for i in scored],
+            infos=_RowInfos(infos, scored),
             frames=next_frames,
         )
-        out = self.pipeline.step(scored, batch, starts)
+        out = self.pipeline.step(None if self.same_step else scored, batch, starts)
         reward = np.zeros(n)
         reward[scored] = out.reward
         infos = dict(infos)

@@ -93,20 +93,22 @@ class RewardPipeline:
 
     def step(
         self,
-        idx: np.ndarray,
+        idx: np.ndarray | None,
         batch: TransitionBatch,
         starts: tuple[np.ndarray, Obs, dict[str, np.ndarray] | None] | None = None,
     ) -> StepOutput:
         """Score transitions of envs `idx` (rows of `batch`), then start new episodes `starts`.
 
         Args:
-            idx: int [n], env index of each batch row.
+            idx: int [n], sorted distinct env index of each batch row; None means every env.
             batch: the n transitions; `next_obs` must be the true final obs where an episode ended.
             starts: (env indices [m], first observations [m, ...], frames or None) of episodes
                 that begin in this call; their Φ is computed in the same batched call as Φ(s').
         """
-        idx = np.asarray(idx, dtype=np.int64)
         n = len(batch)
+        idx = np.arange(n) if idx is None else np.asarray(idx, dtype=np.int64)
+        # idx is sorted and distinct, so n == num_envs means every env in order: a slice is cheaper.
+        sel: slice | np.ndarray = slice(None) if n == self.num_envs else idx
         self.step_count += 1
         env_reward = np.asarray(batch.env_reward, dtype=np.float64).reshape(n)
         if self.reward is not None:
@@ -121,18 +123,18 @@ class RewardPipeline:
                 obs, frames = obs_concat(obs, starts[1]), frames_concat(frames, starts[2])
             phi_all = self.shaper.phi(obs, frames)
             phi_next, start_phi = phi_all[:n], phi_all[n:]
-            shaping = self.shaper.term(self._phi[idx], phi_next, batch.terminated)
-            self._phi[idx] = phi_next
+            shaping = self.shaper.term(self._phi[sel], phi_next, batch.terminated)
+            self._phi[sel] = phi_next
         else:
             phi_next, shaping = np.zeros(n), np.zeros(n)
         reward = base + shaping
 
-        self._shaping_sum[idx] += self._disc[idx] * shaping
-        self._env_return[idx] += env_reward
-        self._return[idx] += reward
-        self._length[idx] += 1
-        gamma = self.shaper.gamma if self.shaper is not None else 1.0
-        self._disc[idx] *= gamma
+        self._shaping_sum[sel] += self._disc[sel] * shaping
+        self._env_return[sel] += env_reward
+        self._return[sel] += reward
+        self._length[sel] += 1
+        if self.shaper is not None:
+            self._disc[sel] *= self.shaper.gamma
 
         episodes = []
         terminated = np.asarray(batch.terminated, dtype=bool)

@@ -102,9 +102,7 @@ class ProgramReward(RewardModel):
         result = self.batch_fn(View(self.getters, _readonly(obs)), action)
         if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict)):
             raise RewardError(f"{self.path}: compute_reward_batch must return (float [N], dict[str, float [N]])")
-        reward = np.broadcast_to(np.asarray(result[0], dtype=np.float64), (n,))
-        comps = {k: np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)) for k, v in result[1].items()}
-        return reward, comps
+        return _column(result[0], n), {k: _column(v, n) for k, v in result[1].items()}
 
     def _call(self, obs_row: Obs, action: Any) -> tuple[float, dict[str, float]]:
         result = self.fn(View(self.getters, _readonly(obs_row)), action)
@@ -136,6 +134,12 @@ class ProgramReward(RewardModel):
         if self.batch_fn is not None:
             return self._batch(obs, None)[0]
         return np.array([float(self._call(_row(obs, i), None)[0]) for i in range(batch_size(obs))])
+
+
+def _column(value: Any, n: int) -> np.ndarray:
+    """A batch output as float [n]; a scalar (a term that does not vary) is repeated."""
+    arr = np.asarray(value, dtype=np.float64)
+    return arr if arr.shape == (n,) else np.broadcast_to(arr, (n,))
 
 
 def _readonly(obs: Obs) -> Obs:

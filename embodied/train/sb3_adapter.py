@@ -77,7 +77,7 @@ class SB3RewardWrapper(VecEnvWrapper):
             if done_idx.size
             else None
         )
-        out = self.pipeline.step(all_idx, batch, starts)
+        out = self.pipeline.step(None, batch, starts)
         for i, info in enumerate(infos):
             info["env_reward"] = float(env_reward[i])
             info["shaping"] = float(out.shaping[i])
