@@ -10,7 +10,7 @@ import gymnasium as gym
 from pydantic import ValidationError
 
 from embodied.envs.suites import build_base_env
-from embodied.envs.wrappers import FrameCapture, TaskWrapper
+from embodied.envs.wrappers import FrameCapture, RenderQuality, TaskWrapper
 from embodied.tasks.spec import TaskError, TaskSpec, load_task
 
 Frames = bool | Sequence[str] | None
@@ -47,6 +47,7 @@ def make(
     task: str | Path | TaskSpec,
     frames: Frames = None,
     frame_size: tuple[int, int] | None = None,
+    render_quality: RenderQuality = "fast",
     **overrides: Any,
 ) -> gym.Env:
     """Build the task's environment.
@@ -56,6 +57,7 @@ def make(
         frames: None/False renders nothing; True captures all task cameras; a list captures those.
             Frames arrive as `info["frames"][camera]`, uint8 [H, W, 3], after every reset and step.
         frame_size: (H, W) of captured frames; default the task's `frame_size` (224x224).
+        render_quality: "fast" (no MSAA/shadows/reflections; ~20x cheaper on CPU) or "full" (videos).
         **overrides: task fields to override, e.g. ``max_episode_steps=50``.
 
     Returns:
@@ -66,7 +68,7 @@ def make(
     env = gym.wrappers.TimeLimit(env, spec.max_episode_steps)
     cams = _cameras(spec, frames)
     if cams:
-        env = FrameCapture(env, cams, tuple(frame_size or spec.frame_size))
+        env = FrameCapture(env, cams, tuple(frame_size or spec.frame_size), render_quality)
     return env
 
 
@@ -75,6 +77,7 @@ def make_vec(
     num_envs: int,
     frames: Frames = None,
     frame_size: tuple[int, int] | None = None,
+    render_quality: RenderQuality = "fast",
     vectorization: str = "sync",
     **overrides: Any,
 ) -> gym.vector.VectorEnv:
@@ -86,7 +89,7 @@ def make_vec(
     if num_envs < 1:
         raise TaskError(f"num_envs must be >= 1, got {num_envs}")
     spec = resolve(task, **overrides)
-    fns = [lambda: make(spec, frames=frames, frame_size=frame_size) for _ in range(num_envs)]
+    fns = [lambda: make(spec, frames=frames, frame_size=frame_size, render_quality=render_quality)] * num_envs
     mode = gym.vector.AutoresetMode.NEXT_STEP
     if vectorization == "sync":
         return gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)

@@ -43,6 +43,15 @@ class Requirements:
         return Requirements(cams, next(iter(sizes), None))
 
 
+def merged_requirements(*parts: Any) -> Requirements:
+    """What the env must render for all of `parts` (reward models, shapers, or None) together."""
+    req = Requirements()
+    for part in parts:
+        if part is not None:
+            req = req.merge(part.requires)
+    return req
+
+
 @dataclass
 class TransitionBatch:
     """N transitions (s, a, s'), batched along the first axis.

@@ -18,6 +18,7 @@ from embodied.rewards.base import (
     TransitionBatch,
     checked,
     frames_concat,
+    merged_requirements,
     obs_concat,
 )
 from embodied.rewards.shaping import Shaper
@@ -68,11 +69,7 @@ class RewardPipeline:
     @property
     def requires(self) -> Requirements:
         """Frames/cameras needed by the reward model and the potential together."""
-        req = Requirements()
-        for part in (self.reward, self.shaper):
-            if part is not None:
-                req = req.merge(part.requires)
-        return req
+        return merged_requirements(self.reward, self.shaper)
 
     def begin(self, idx: np.ndarray, obs: Obs, frames: dict[str, np.ndarray] | None = None) -> None:
         """Start episodes in envs `idx` from first observations `obs` (rows aligned with idx)."""

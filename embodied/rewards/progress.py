@@ -1270,3 +1270,25 @@ def from_spec(arg: str, task: TaskSpec) -> ProgressReward:
     except (ProgressError, DemoError) as exc:
         raise RewardError(str(exc)) from None
     return ProgressReward(model, task, mode=options.get("mode", "potential"), readout=options.get("readout", "argmax"))
+
+
+def localize_spec(arg: str, task: TaskSpec | None, run_dir: Path) -> str:
+    """Copy the progress model folder into ``run_dir/models/`` and point the spec there (runs reproduce)."""
+    import shutil
+
+    path, options = parse_progress_spec(arg)
+    if task is None:
+        return arg
+    src = resolve_model_path(path, task)
+    dst = Path(run_dir) / "models" / src.name
+    if not dst.exists():
+        shutil.copytree(src, dst)
+    return ",".join([str(dst.relative_to(run_dir)), *(f"{k}={v}" for k, v in options.items())])
+
+
+def absolute_spec(arg: str, run_dir: Path) -> str:
+    """Resolve a model folder stored relative to a run folder (see `localize_spec`)."""
+    path, options = parse_progress_spec(arg)
+    if not Path(path).is_absolute() and (Path(run_dir) / path / CONFIG_FILE).is_file():
+        path = str(Path(run_dir) / path)
+    return ",".join([path, *(f"{k}={v}" for k, v in options.items())])

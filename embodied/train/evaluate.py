@@ -47,6 +47,7 @@ def reward_env(
     """A single task env with the run's reward model and shaping applied (for eval and video)."""
     from embodied.envs.make import make
     from embodied.rewards.adapters import RewardWrapper
+    from embodied.rewards.base import merged_requirements
     from embodied.rewards.registry import make_potential, make_reward
     from embodied.rewards.shaping import Shaper
 
@@ -56,11 +57,11 @@ def reward_env(
     if cfg.shaping:
         gamma = cfg.shaping_gamma if cfg.shaping_gamma is not None else cfg.gamma
         shaper = Shaper(make_potential(absolute_spec(cfg.shaping, run_dir), cfg.task), gamma, cfg.shaping_scale)
-    cams = list(frames or [])
-    for part in (reward, shaper):
-        if part is not None:
-            cams += [c for c in part.requires.cameras if c not in cams]
-    env = make(cfg.task, frames=cams or None, frame_size=frame_size)
+    req = merged_requirements(reward, shaper)
+    cams = list(dict.fromkeys([*(frames or []), *req.cameras]))
+    # A scorer sees frames at its own input size; a video then shows them upscaled (see video.record).
+    size = req.frame_size or frame_size
+    env = make(cfg.task, frames=cams or None, frame_size=size, render_quality="full" if frames else "fast")
     return RewardWrapper(env, reward, shaper)
 
 

@@ -215,11 +215,10 @@ def build_vector_env(
         reward_model, potential = setup.models()
         report = {"mode": "in-runner", **place_parts(reward_model, potential, scoring_device())}
         reward, shaper = reward_model, setup.shaper(potential)
-    cams: list[str] = []
-    for part in (reward, shaper):
-        if part is not None:
-            cams += [c for c in part.requires.cameras if c not in cams]
-    venv = make_vec(setup.task, num_envs, frames=cams or None)
+    from embodied.rewards.base import merged_requirements
+
+    req = merged_requirements(reward, shaper)  # render only what is scored, at the scorer's input size
+    venv = make_vec(setup.task, num_envs, frames=list(req.cameras) or None, frame_size=req.frame_size)
     env: gym.vector.VectorEnv = SeedOffset(venv, seed)
     env = VectorRewardWrapper(env, reward, shaper)
     env = RLlibInfos(env, setup.task.success_at)

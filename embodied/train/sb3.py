@@ -21,6 +21,7 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from embodied.rewards.base import merged_requirements
 from embodied.rewards.registry import make_potential, make_reward
 from embodied.rewards.shaping import Shaper, check_gamma
 from embodied.train.config import TrainConfig, load_config, save_config
@@ -45,11 +46,9 @@ def build_vec_env(cfg: TrainConfig, run_dir: Path | None = None, seed: int | Non
         check_gamma(gamma, cfg.gamma, "--shaping")
         potential = make_potential(absolute_spec(cfg.shaping, run_dir) if run_dir else cfg.shaping, cfg.task)
         shaper = Shaper(potential, gamma, cfg.shaping_scale)
-    cams: tuple[str, ...] = ()
-    for part in (reward, shaper):
-        if part is not None:
-            cams += tuple(c for c in part.requires.cameras if c not in cams)
-    venv = DummyVecEnv([lambda: Monitor(make(cfg.task, frames=list(cams) or None)) for _ in range(cfg.envs)])
+    req = merged_requirements(reward, shaper)  # render only what is scored, at the scorer's input size
+    frames = list(req.cameras) or None
+    venv = DummyVecEnv([lambda: Monitor(make(cfg.task, frames=frames, frame_size=req.frame_size))] * cfg.envs)
     venv.seed(cfg.seed if seed is None else seed)
     return SB3RewardWrapper(venv, reward, shaper)
 

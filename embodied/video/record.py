@@ -33,6 +33,17 @@ def overlay(frame: np.ndarray, step: Step, t: int) -> np.ndarray:
     return img
 
 
+def _at_least(frame: np.ndarray, size: int) -> np.ndarray:
+    """Upscale a frame smaller than `size` (a scorer's small input) so the overlay stays readable."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    if min(h, w) >= size:
+        return frame
+    scale = size / min(h, w)
+    return cv2.resize(frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_NEAREST)
+
+
 def write_mp4(frames: Iterable[np.ndarray], path: Path, fps: int = 30) -> int:
     """Write uint8 RGB frames to an mp4 (written to a temp name, then renamed). Returns the frame count."""
     import cv2
@@ -82,7 +93,7 @@ def record(
     def frames() -> Iterable[np.ndarray]:
         for k in range(episodes):
             for t, step in enumerate(rollout(model, env, seed + k, camera=cam)):
-                yield overlay(step.frame, step, t)
+                yield overlay(_at_least(step.frame, size), step, t)
 
     try:
         write_mp4(frames(), out, fps=30)

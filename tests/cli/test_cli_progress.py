@@ -67,11 +67,13 @@ def test_collect_train_eval_shape_and_rabc(in_tmp_workspace: Path) -> None:
     ok(["train", "metaworld-reach", "--reward", "env", "--shaping", f"progress:{model}", "--steps", "256",
         "--envs", "1", "--run", "shaped", "--no-progress"])  # fmt: skip
     cfg = tomllib.loads(Path("policies/shaped/config.toml").read_text())
-    assert cfg["shaping"] == f"progress:{model}" and cfg["reward"] == "env"
+    # the run keeps its own copy of the model, so it reproduces from its folder alone
+    assert cfg["shaping"] == "progress:models/progress-state" and cfg["reward"] == "env"
+    assert (Path("policies/shaped/models/progress-state/model.pt")).is_file()
     metrics = json.loads(Path("policies/shaped/metrics.json").read_text())
     assert metrics["history"] and abs(metrics["history"][-1].get("shaping_residual_max_abs", 0.0)) < 1e-9
     result = json.loads(ok(["eval", "shaped", "--episodes", "1", "--json"]))
-    assert result["shaping"] == f"progress:{model}" and result["episodes"] == 1
+    assert result["shaping"] == "progress:models/progress-state" and result["episodes"] == 1
 
     # RA-BC and vanilla BC on the mixed set, evaluated like any run
     out = ok(["bc", "train", "metaworld-reach", "--demos", "demos/clean", "--demos", "demos/bad", "--weighting", "rabc",
