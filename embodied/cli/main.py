@@ -268,7 +268,7 @@ def video(
 @user_errors
 def demo(
     task: Annotated[str, typer.Option(help="Meta-World task to train on.")] = "metaworld-reach",
-    steps: Annotated[int, typer.Option(help="Env steps per run.")] = 60_000,
+    steps: Annotated[int, typer.Option(help="Env steps per run.")] = 150_000,
     episodes: Annotated[int, typer.Option(help="Evaluation episodes per run.")] = 20,
     root: Root = Path("policies"),
 ) -> None:

@@ -12,12 +12,13 @@ The schema is documented field by field in docs/deploy.md; everything is validat
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from embodied.tomlfile import load_model
 
 
 class ProfileError(ValueError):
@@ -517,28 +518,4 @@ def load_profile(profile: str | Path | RobotProfile) -> RobotProfile:
         path = candidate
     if not path.is_file():
         raise ProfileError(f"{path}: no such robot profile")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(f"{path}: malformed TOML: {exc}") from None
-    data.setdefault("name", path.stem)
-    data["source"] = str(path)
-    try:
-        return RobotProfile.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = _loc(err["loc"])
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        raise ProfileError(f"{path}: {f'field {loc!r}: ' if loc else ''}{msg}") from None
-
-
-def _loc(parts: tuple[Any, ...]) -> str:
-    out = ""
-    for p in parts:
-        if isinstance(p, int):
-            out += f"[{p}]"
-        elif str(p) in ("float", "tuple[float, ...]", "str", "function-after[_one_kind(), Segment]"):
-            continue  # union branch names pydantic adds; not part of the user's field path
-        else:
-            out += f".{p}" if out else str(p)
-    return out
+    return load_model(path, RobotProfile, ProfileError, defaults={"name": path.stem}, overrides={"source": str(path)})

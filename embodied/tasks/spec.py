@@ -7,11 +7,12 @@ the episode limit, the learner's discount, and named views of the observation.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from embodied.tomlfile import load_model
 
 Suite = Literal["mujoco", "metaworld", "fetch", "minihack", "scripted"]
 
@@ -125,15 +126,4 @@ def load_task(task: str | Path | TaskSpec) -> TaskSpec:
         path = candidate
     if not path.is_file():
         raise TaskError(f"{path}: no such task file")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise TaskError(f"{path}: malformed TOML: {exc}") from None
-    data.setdefault("name", path.stem)
-    data["source"] = str(path)
-    try:
-        return TaskSpec.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        raise TaskError(f"{path}: field {field!r}: {err['msg']}") from None
+    return load_model(path, TaskSpec, TaskError, defaults={"name": path.stem}, overrides={"source": str(path)})

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from embodied.tasks.spec import TaskError, TaskSpec
+from embodied.tomlfile import load_model
 
 
 class ConfigError(ValueError):
@@ -65,20 +65,9 @@ class TrainConfig(BaseModel):
 def load_config(path: Path) -> TrainConfig:
     """Read a run's resolved `config.toml`."""
     try:
-        return TrainConfig.model_validate(tomllib.loads(path.read_text()))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: malformed TOML: {exc}") from None
-    except (ValidationError, TaskError) as exc:
-        raise ConfigError(f"{path}: {_first_error(exc)}") from None
-
-
-def _first_error(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        err = exc.errors()[0]
-        return f"field {'.'.join(map(str, err['loc']))!r}: {err['msg']}"
-    return str(exc)
+        return load_model(path, TrainConfig, ConfigError)
+    except TaskError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def save_config(cfg: TrainConfig, path: Path) -> None:

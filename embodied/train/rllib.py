@@ -45,7 +45,7 @@ import numpy as np
 
 from embodied.rewards.adapters import VectorRewardWrapper
 from embodied.rewards.base import RewardError
-from embodied.train.config import ConfigError, TrainConfig, load_config, save_config
+from embodied.train.config import ConfigError, TrainConfig, load_config
 from embodied.train.reward_service import (
     NAMESPACE,
     Factory,
@@ -59,7 +59,7 @@ from embodied.train.reward_service import (
     served_parts,
     start_service,
 )
-from embodied.train.runs import RunError, finish, localize_spec, partial_dir, start
+from embodied.train.runs import RunError, finish, new_run, partial_dir
 
 ENV_NAME = "embodied-task"
 """Name under which `make_env` is registered with `ray.tune.register_env`."""
@@ -651,20 +651,8 @@ def train(
     """
     if cfg.backend != "rllib":
         raise ConfigError(f"embodied.train.rllib needs backend 'rllib', got {cfg.backend!r}")
-    tmp = start(root, cfg.run)
-    try:
-        cfg = cfg.model_copy(
-            update={
-                "reward": localize_spec(cfg.reward, tmp, cfg.task),
-                "shaping": localize_spec(cfg.shaping, tmp, cfg.task),
-            }
-        )
-        save_config(cfg, tmp / "config.toml")
+    with new_run(cfg, root) as (cfg, tmp):
         return _learn(cfg, tmp, root, progress, None, address, on_iteration, log, reward_factory)
-    except BaseException:
-        if not (tmp / "checkpoints" / "latest.json").exists():
-            shutil.rmtree(tmp, ignore_errors=True)  # nothing worth resuming: leave nothing behind
-        raise
 
 
 def resume(

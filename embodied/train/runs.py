@@ -8,10 +8,17 @@ checkpoints/step_<N>.zip, metrics.json, tb/ (TensorBoard). A crashed run stays i
 from __future__ import annotations
 
 import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from embodied.rewards.registry import kind_module, parse_spec
 from embodied.tasks.spec import TaskSpec
+
+if TYPE_CHECKING:
+    from embodied.train.config import TrainConfig
 
 
 class RunError(ValueError):
@@ -78,3 +85,28 @@ def absolute_spec(spec: str | None, run_dir: Path) -> str | None:
     kind, arg = parse_spec(spec)
     fn = getattr(kind_module(kind), "absolute_spec", None)
     return spec if fn is None else f"{kind}:{fn(arg, run_dir)}"
+
+
+@contextmanager
+def new_run(cfg: TrainConfig, root: Path) -> Iterator[tuple[TrainConfig, Path]]:
+    """Start a run folder for `cfg`: copy what its specs name, write the resolved config.
+
+    Yields (the config with localized specs, the temporary folder). If the body fails before the
+    first checkpoint, the folder is removed (nothing worth resuming); after one it stays for --resume.
+    """
+    from embodied.train.config import save_config
+
+    tmp = start(root, cfg.run)
+    try:
+        cfg = cfg.model_copy(
+            update={
+                "reward": localize_spec(cfg.reward, tmp, cfg.task),
+                "shaping": localize_spec(cfg.shaping, tmp, cfg.task),
+            }
+        )
+        save_config(cfg, tmp / "config.toml")
+        yield cfg, tmp
+    except BaseException:
+        if not (tmp / "checkpoints" / "latest.json").exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise

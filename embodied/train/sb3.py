@@ -24,8 +24,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from embodied.rewards.base import merged_requirements
 from embodied.rewards.registry import make_potential, make_reward
 from embodied.rewards.shaping import Shaper, check_gamma
-from embodied.train.config import TrainConfig, load_config, save_config
-from embodied.train.runs import RunError, absolute_spec, finish, localize_spec, partial_dir, start
+from embodied.train.config import TrainConfig, load_config
+from embodied.train.runs import RunError, absolute_spec, finish, new_run, partial_dir
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "ppo": {"n_steps": 256, "batch_size": 256, "n_epochs": 10, "learning_rate": 3e-4, "ent_coef": 0.0},
@@ -133,22 +133,8 @@ def _policy(venv: Any) -> str:
 
 def train(cfg: TrainConfig, root: Path = Path("policies"), progress: bool = True) -> Path:
     """Train a new run; returns the completed run folder `root/<run>`."""
-    tmp = start(root, cfg.run)
-    try:
-        cfg = cfg.model_copy(
-            update={
-                "reward": localize_spec(cfg.reward, tmp, cfg.task),
-                "shaping": localize_spec(cfg.shaping, tmp, cfg.task),
-            }
-        )
-        save_config(cfg, tmp / "config.toml")
+    with new_run(cfg, root) as (cfg, tmp):
         return _learn(cfg, tmp, root, progress, resume_from=None)
-    except BaseException:
-        if not (tmp / "checkpoints" / "latest.json").exists():
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)  # nothing worth resuming: leave nothing behind
-        raise
 
 
 def resume(run: str, root: Path = Path("policies"), progress: bool = True) -> Path:
