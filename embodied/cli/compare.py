@@ -19,10 +19,6 @@ if TYPE_CHECKING:
 DEFAULT_OUT = Path("reward_models/compare")
 
 
-def _split(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
 @user_errors
 def compare(
     task: Annotated[
@@ -86,16 +82,18 @@ def compare(
     else:
         if task is None:
             raise ValueError("give a TASK and --rewards SPEC1,SPEC2,... (or --tabular FILE.npz)")
-        specs = _split(rewards or "")
+        from embodied.rewards.registry import split_specs
+
+        specs = split_specs(rewards or "")
         if len(specs) < 2:
             raise ValueError("--rewards: give at least two comma-separated reward specs, e.g. env,program:PATH")
         if canonical != "val":
             raise ValueError("--canonical: simulator comparisons use value-adjusted levelling (val) only")
         from embodied.compare.simulator import compare_task
 
+        coverage = [p.strip() for p in policies.split(",") if p.strip()] if policies else None
         result = compare_task(
-            task, specs, metric,
-            policies=_split(policies) if policies else None, n_transitions=transitions, n_samples=samples,
+            task, specs, metric, policies=coverage, n_transitions=transitions, n_samples=samples,
             n_seeds=seeds, gamma=gamma, dard_samples=dard_samples, norm=norm, seed=seed,
             episode_steps=episode_steps, progress=progress,
         )  # fmt: skip

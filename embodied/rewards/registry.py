@@ -63,6 +63,24 @@ def _factory(kind: str, extra: Mapping[str, str | Factory] | None) -> Factory:
         raise
 
 
+def split_specs(text: str, extra: Mapping[str, str | Factory] | None = None) -> list[str]:
+    """Split a comma-separated list of specs whose own options may contain commas.
+
+    An item that is an option (``key=value``, not starting with a known ``KIND:``) belongs to the spec
+    before it; every other item starts a spec: ``env,progress:m,mode=raw_progress_not_invariant`` is two.
+    """
+    kinds = {**BUILTIN, **(extra or {})}
+    specs: list[str] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        if item.partition(":")[0] in kinds or "=" not in item or not specs:
+            specs.append(item)
+        else:
+            specs[-1] += f",{item}"
+    return specs
+
+
 def make_reward(spec: str, task: TaskSpec, extra: Mapping[str, str | Factory] | None = None) -> RewardModel:
     """Build the reward model a spec names, for `task`.
 

@@ -110,3 +110,15 @@ def test_missing_and_invalid_program_files(tmp_path: Path) -> None:
         make_reward(f"program:{bad}", task)
     with pytest.raises(RewardError, match="needs a path"):
         make_reward("program", task)
+
+
+def test_split_specs_keeps_options_with_their_spec() -> None:
+    from embodied.rewards.registry import split_specs
+
+    text = "env, program:a.py,progress:m,mode=raw_progress_not_invariant,clip:x,alpha=0.5,goal=open: the drawer"
+    assert split_specs(text) == [
+        "env",
+        "program:a.py",
+        "progress:m,mode=raw_progress_not_invariant",
+        "clip:x,alpha=0.5,goal=open: the drawer",
+    ]
