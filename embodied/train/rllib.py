@@ -45,7 +45,7 @@ import numpy as np
 
 from embodied.rewards.adapters import VectorRewardWrapper
 from embodied.rewards.base import RewardError
-from embodied.train.config import ConfigError, TrainConfig, load_config
+from embodied.train.config import ConfigError, TrainConfig
 from embodied.train.reward_service import (
     NAMESPACE,
     Factory,
@@ -59,7 +59,7 @@ from embodied.train.reward_service import (
     served_parts,
     start_service,
 )
-from embodied.train.runs import RunError, finish, new_run, partial_dir
+from embodied.train.runs import RunError, finish, interrupted_run, new_run
 
 ENV_NAME = "embodied-task"
 """Name under which `make_env` is registered with `ray.tune.register_env`."""
@@ -442,6 +442,8 @@ def training_defaults(cfg: TrainConfig) -> tuple[dict[str, Any], dict[str, Any]]
             "min_time_s_per_iteration": 0,
             "min_sample_timesteps_per_iteration": batch * per_learner,
         }
+    # SAC: min_time_s_per_iteration = 0, else RLlib keeps sampling for a second per iteration and the
+    # step count overshoots --steps by however many steps fit in that second.
     batch = 256
     return {
         "actor_lr": 3e-4,
@@ -449,7 +451,7 @@ def training_defaults(cfg: TrainConfig) -> tuple[dict[str, Any], dict[str, Any]]
         "alpha_lr": 3e-4,
         "train_batch_size_per_learner": batch,
         "num_steps_sampled_before_learning_starts": min(1000, cfg.steps // 2),
-    }, {"min_sample_timesteps_per_iteration": min(1000, quarter)}
+    }, {"min_time_s_per_iteration": 0, "min_sample_timesteps_per_iteration": min(1000, quarter)}
 
 
 def algo_config(cfg: TrainConfig, setup: RewardSetup, placement: Placement, service: ServiceHandle | None) -> Any:
@@ -664,14 +666,8 @@ def resume(
     log: Callable[[str], None] | None = None,
 ) -> Path:
     """Continue an interrupted RLlib run from its last checkpoint (on this or another cluster)."""
-    tmp = partial_dir(root, run)
-    if (root / run).exists():
-        raise RunError(f"run {run!r} already completed at {root / run}")
-    latest = tmp / "checkpoints" / "latest.json"
-    if not latest.is_file():
-        raise RunError(f"no interrupted run {run!r} with a checkpoint at {tmp}")
-    cfg = load_config(tmp / "config.toml")
-    return _learn(cfg, tmp, root, progress, json.loads(latest.read_text()), address, on_iteration, log)
+    cfg, tmp, latest = interrupted_run(root, run)
+    return _learn(cfg, tmp, root, progress, latest, address, on_iteration, log)
 
 
 def _stderr(line: str) -> None:

@@ -110,3 +110,18 @@ def new_run(cfg: TrainConfig, root: Path) -> Iterator[tuple[TrainConfig, Path]]:
         if not (tmp / "checkpoints" / "latest.json").exists():
             shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def interrupted_run(root: Path, run: str) -> tuple[TrainConfig, Path, dict]:
+    """An interrupted run to resume: (its config, its temporary folder, its latest checkpoint record)."""
+    import json
+
+    from embodied.train.config import load_config
+
+    tmp = partial_dir(root, run)
+    if (root / run).exists():
+        raise RunError(f"run {run!r} already completed at {root / run}")
+    latest = tmp / "checkpoints" / "latest.json"
+    if not latest.is_file():
+        raise RunError(f"no interrupted run {run!r} with a checkpoint at {tmp}")
+    return load_config(tmp / "config.toml"), tmp, json.loads(latest.read_text())

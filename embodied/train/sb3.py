@@ -25,7 +25,7 @@ from embodied.rewards.base import merged_requirements
 from embodied.rewards.registry import make_potential, make_reward
 from embodied.rewards.shaping import Shaper, check_gamma
 from embodied.train.config import TrainConfig, load_config
-from embodied.train.runs import RunError, absolute_spec, finish, new_run, partial_dir
+from embodied.train.runs import RunError, absolute_spec, finish, interrupted_run, new_run
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "ppo": {"n_steps": 256, "batch_size": 256, "n_epochs": 10, "learning_rate": 3e-4, "ent_coef": 0.0},
@@ -139,14 +139,8 @@ def train(cfg: TrainConfig, root: Path = Path("policies"), progress: bool = True
 
 def resume(run: str, root: Path = Path("policies"), progress: bool = True) -> Path:
     """Continue an interrupted run from its last checkpoint."""
-    tmp = partial_dir(root, run)
-    if (root / run).exists():
-        raise RunError(f"run {run!r} already completed at {root / run}")
-    latest = tmp / "checkpoints" / "latest.json"
-    if not latest.is_file():
-        raise RunError(f"no interrupted run {run!r} with a checkpoint at {tmp}")
-    cfg = load_config(tmp / "config.toml")
-    return _learn(cfg, tmp, root, progress, resume_from=json.loads(latest.read_text()))
+    cfg, tmp, latest = interrupted_run(root, run)
+    return _learn(cfg, tmp, root, progress, resume_from=latest)
 
 
 def _learn(cfg: TrainConfig, tmp: Path, root: Path, progress: bool, resume_from: dict | None) -> Path:
