@@ -229,7 +229,7 @@ def test_real_training_path_at_tiny_scale(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_parallel_training_through_ray(tmp_path: Path) -> None:
-    ray = pytest.importorskip("ray")
+    import ray  # a dependency of the package, so no skip
     try:
         result = search(str(CHAIN), ScriptedClient(), _config(iterations=1, workers=2, executor="ray"),
                         trainer=greedy_chain_trainer, root=tmp_path, search_id="ray")  # fmt: skip
