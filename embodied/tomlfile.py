@@ -16,6 +16,19 @@ from pydantic import BaseModel, ValidationError
 M = TypeVar("M", bound=BaseModel)
 
 
+def workspace_dir(folder: str, env_var: str) -> Path:
+    """A workspace data folder: `$env_var`, else `./<folder>`, else the repository's `<folder>/`."""
+    import os
+
+    env = os.environ.get(env_var)
+    if env:
+        return Path(env)
+    local = Path.cwd() / folder
+    if local.is_dir():
+        return local
+    return Path(__file__).resolve().parents[1] / folder
+
+
 def field_path(parts: tuple[Any, ...]) -> str:
     """A pydantic error location as the user wrote it: `stages[0].name` (union branch names dropped)."""
     out = ""

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from embodied.tomlfile import load_model
+from embodied.tomlfile import load_model, workspace_dir
 
 
 class ProfileError(ValueError):
@@ -488,15 +488,7 @@ def _span(idx: list[int]) -> str:
 
 def robots_dir() -> Path:
     """The profile folder: `$EMBODIED_ROBOTS`, else `./robots`, else the repository's `robots/`."""
-    import os
-
-    env = os.environ.get("EMBODIED_ROBOTS")
-    if env:
-        return Path(env)
-    local = Path.cwd() / "robots"
-    if local.is_dir():
-        return local
-    return Path(__file__).resolve().parents[2] / "robots"
+    return workspace_dir("robots", "EMBODIED_ROBOTS")
 
 
 def load_profile(profile: str | Path | RobotProfile) -> RobotProfile:

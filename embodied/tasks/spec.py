@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from embodied.tomlfile import load_model
+from embodied.tomlfile import load_model, workspace_dir
 
 Suite = Literal["mujoco", "metaworld", "fetch", "minihack", "scripted"]
 
@@ -92,15 +92,7 @@ class TaskSpec(_Model):
 
 def tasks_dir() -> Path:
     """The workspace's task folder: `$EMBODIED_TASKS`, else `./envs`, else the repository's `envs/`."""
-    import os
-
-    env = os.environ.get("EMBODIED_TASKS")
-    if env:
-        return Path(env)
-    local = Path.cwd() / "envs"
-    if local.is_dir():
-        return local
-    return Path(__file__).resolve().parents[2] / "envs"
+    return workspace_dir("envs", "EMBODIED_TASKS")
 
 
 def list_tasks(directory: Path | None = None) -> list[TaskSpec]:
